@@ -1,0 +1,42 @@
+# OpsPortal: `make demo` runs the portal on embedded defaults; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install demo test lint bench vendor clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	DEBUG=true $(PY) manage.py migrate --noinput
+	DEBUG=true $(PY) manage.py seed_demo
+	@echo
+	@echo "OpsPortal is starting at http://127.0.0.1:$(PORT)/  (web, worker and beat; Ctrl-C stops all three)"
+	@echo
+	DEBUG=true PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile.demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+test: install
+	scripts/test.sh
+
+bench: install
+	scripts/bench.sh
+
+vendor:
+	scripts/vendor_static.sh
+
+clean:
+	scripts/services.sh stop || true
+	rm -rf var/staticfiles var/test-* var/screenshots

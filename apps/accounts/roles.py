@@ -1,0 +1,72 @@
+"""The three roles and what each may do. Each role includes the one before it.
+
+Apps that add permissions grant them to roles in a data migration of their own, through
+``grant``, so that this module stays the one description of a role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+VIEWER = "viewer"
+OPERATOR = "operator"
+ADMIN = "admin"
+ROLES = [VIEWER, OPERATOR, ADMIN]
+
+# Permissions each role adds on top of the one before it ("app_label.codename").
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    VIEWER: ["operations.view_operation", "audit.view_auditevent"],
+    OPERATOR: ["operations.run_operation"],
+    ADMIN: [
+        "operations.run_destructive_operation",
+        "operations.approve_operation",
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+    ],
+}
+
+
+def roles_including(role: str) -> list[str]:
+    """The roles that hold everything ``role`` holds: itself and those above it."""
+    return ROLES[ROLES.index(role) :]
+
+
+def create_permissions_now(apps: Any) -> None:
+    """In a data migration: permissions are normally created after all migrations ran."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+
+def grant(apps: Any, role: str, permissions: list[str]) -> None:
+    """Give ``permissions`` to ``role`` and every role above it (``apps`` is the migration's
+    app registry, or django.apps.apps)."""
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for name in permissions:
+        app_label, codename = name.split(".", 1)
+        permission = permission_model.objects.get(
+            content_type__app_label=app_label, codename=codename
+        )
+        for holder in roles_including(role):
+            group, _ = group_model.objects.get_or_create(name=holder)
+            group.permissions.add(permission)
+
+
+def role_of(user: AbstractBaseUser | AnonymousUser) -> str:
+    """The highest role a user holds, for display."""
+    if not user.is_authenticated:
+        return "anonymous"
+    if getattr(user, "is_superuser", False):
+        return "superuser"
+    names = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+    for role in reversed(ROLES):
+        if role in names:
+            return role
+    return "no role"

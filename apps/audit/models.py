@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from apps.audit.choices import Outcome
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def newest_first(self) -> AuditEventQuerySet:
+        return self.order_by("-seq")
+
+
+class AuditEvent(models.Model):
+    """One state change or refusal: who did what to which object, when, from where, and why.
+
+    Rows are append-only (database triggers reject UPDATE, DELETE and TRUNCATE) and chained:
+    each carries the SHA-256 of its predecessor, so an edited or removed row breaks the chain
+    that ``audit_verify`` walks.
+    """
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=100, db_index=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=255, blank=True)
+    operation_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["target_type", "target_id", "-seq"])]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.outcome} by {self.actor_label or 'system'}"
+
+    def hashed_fields(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "created_at": self.created_at.isoformat(),
+            "actor_id": self.actor_id,
+            "actor_label": self.actor_label,
+            "action": self.action,
+            "outcome": self.outcome,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+            "target_label": self.target_label,
+            "operation_id": self.operation_id,
+            "reason": self.reason,
+            "data": self.data,
+            "ip": self.ip,
+            "user_agent": self.user_agent,
+            "request_id": self.request_id,
+            "prev_hash": self.prev_hash,
+        }
+
+    def compute_hash(self) -> str:
+        canonical = json.dumps(
+            self.hashed_fields(), sort_keys=True, separators=(",", ":"), default=str
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class AuditChainHead(models.Model):
+    """The single row that serialises writers of the chain and remembers its last link, so
+    that removing the newest events is detected too."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    def __str__(self) -> str:
+        return f"audit chain at #{self.seq}"

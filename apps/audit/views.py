@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django import forms
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from apps.accounts.access import require_permission
+from apps.audit.choices import Outcome
+from apps.audit.models import AuditEvent
+from apps.audit.records import verify_chain
+
+PAGE_SIZE = 50
+
+
+class AuditFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search", max_length=200)
+    actor = forms.CharField(required=False, max_length=150)
+    action = forms.CharField(required=False, max_length=100)
+    outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *Outcome.choices])
+    operation = forms.IntegerField(required=False, min_value=1)
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+@require_permission("audit.view_auditevent")
+@require_GET
+def event_list(request: HttpRequest) -> HttpResponse:
+    """Newest first, filtered by the URL, paged by sequence number (keyset)."""
+    form = AuditFilterForm(request.GET)
+    events = AuditEvent.objects.newest_first()
+    if form.is_valid():
+        filters = form.cleaned_data
+        if filters["q"]:
+            events = events.filter(
+                Q(target_label__icontains=filters["q"]) | Q(reason__icontains=filters["q"])
+            )
+        if filters["actor"]:
+            events = events.filter(actor_label=filters["actor"])
+        if filters["action"]:
+            events = events.filter(action__startswith=filters["action"])
+        if filters["outcome"]:
+            events = events.filter(outcome=filters["outcome"])
+        if filters["operation"]:
+            events = events.filter(operation_id=filters["operation"])
+        if filters["before"]:
+            events = events.filter(seq__lt=filters["before"])
+    rows = list(events[: PAGE_SIZE + 1])
+    next_before = rows[PAGE_SIZE - 1].seq if len(rows) > PAGE_SIZE else None
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {
+        "form": form,
+        "events": rows[:PAGE_SIZE],
+        "next_query": f"{query.urlencode()}&before={next_before}" if next_before else "",
+        "filtered": any(
+            request.GET.get(name) for name in ("q", "actor", "action", "outcome", "operation")
+        ),
+    }
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "audit/list.html#results", context)
+    return render(request, "audit/list.html", context)
+
+
+@require_permission("audit.view_auditevent")
+@require_GET
+def chain(request: HttpRequest) -> HttpResponse:
+    """Check the hash chain now and say whether it is intact."""
+    return render(request, "audit/chain.html", {"report": verify_chain()})

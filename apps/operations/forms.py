@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+
+from apps.operations.actions import MAX_REASON_LENGTH
+from apps.operations.choices import State
+from apps.operations.registry import OperationKind, Target, all_kinds
+
+PARAMS_PREFIX = "p"
+
+
+class RequestForm(forms.Form):
+    """What every operation request carries besides its own parameters."""
+
+    reason = forms.CharField(
+        label="Reason",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=MAX_REASON_LENGTH,
+        required=False,
+        help_text="Why you are doing this: a ticket, an incident, a sentence.",
+    )
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args: Any, kind: OperationKind, target: Target, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {}).setdefault("idempotency_key", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+        if target.is_production or kind.destructive:
+            self.fields["reason"].required = True
+            self.fields["reason"].help_text = "Required here: " + str(
+                self.fields["reason"].help_text
+            )
+
+
+def params_form(kind: OperationKind, data: Any = None, initial: Any = None) -> forms.Form:
+    return kind.form_class(data=data, initial=initial, prefix=PARAMS_PREFIX)
+
+
+class CommentForm(forms.Form):
+    comment = forms.CharField(
+        label="Comment", widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
+    )
+
+
+class OperationFilterForm(forms.Form):
+    kind = forms.ChoiceField(required=False)
+    state = forms.ChoiceField(required=False, choices=[("", "Any state"), *State.choices])
+    mine = forms.BooleanField(required=False, label="Only mine")
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [("", "Any kind")] + [
+            (kind.name, kind.label) for kind in all_kinds()
+        ]

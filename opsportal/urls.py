@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.urls import include, path
+
+from apps.common import health, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("health", health.report, name="health"),
+    path("metrics", health.metrics, name="metrics"),
+    path("accounts/", include("apps.accounts.urls")),
+    path("operations/", include("apps.operations.urls")),
+    path("audit/", include("apps.audit.urls")),
+]
+
+handler403 = "apps.common.views.forbidden"
+handler404 = "apps.common.views.not_found"
+handler500 = "apps.common.views.server_error"

@@ -1,0 +1,64 @@
+"""Builders for test objects: one object each, related objects passed in explicitly."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.apps import apps as django_apps
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, Group
+from django.utils import timezone
+
+from apps.accounts.roles import ROLE_PERMISSIONS, ROLES, grant
+from apps.operations.choices import State
+from apps.operations.models import Operation, hash_params
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def ensure_roles() -> None:
+    """The roles come from a data migration; transactional tests empty the tables between
+    tests, so they are put back the same way the migration makes them."""
+    if Group.objects.filter(name__in=ROLES).count() == len(ROLES):
+        return
+    for role, permissions in ROLE_PERMISSIONS.items():
+        grant(django_apps, role, permissions)
+
+
+def make_user(username: str, role: str | None = None, **fields: Any) -> AbstractUser:
+    ensure_roles()
+    user = get_user_model().objects.create_user(
+        username=username, password=PASSWORD, email=f"{username}@example.com", **fields
+    )
+    if role is not None:
+        user.groups.add(Group.objects.get(name=role))
+    return user  # type: ignore[return-value]
+
+
+def make_operation(
+    requested_by: AbstractUser,
+    *,
+    kind: str = "diagnostics.ping",
+    state: str = State.QUEUED,
+    target_key: str | None = None,
+    params: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Operation:
+    params = params if params is not None else {"pause_seconds": 0}
+    key = target_key or f"portal:{uuid.uuid4().hex[:8]}"
+    target_type, target_id = key.split(":", 1)
+    return Operation.objects.create(
+        kind=kind,
+        target_type=target_type,
+        target_id=target_id,
+        target_label=f"Target {target_id}",
+        target_key=key,
+        environment="development",
+        params=params,
+        params_hash=hash_params(params),
+        requested_by=requested_by,
+        state=state,
+        queued_at=timezone.now() if state == State.QUEUED else None,
+        **fields,
+    )
