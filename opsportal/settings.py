@@ -37,7 +37,6 @@ def _development_secret(name: str, generate: Callable[[], str]) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-
 def _secret_key() -> str:
     key = env_str("SECRET_KEY", "")
     if key:
@@ -127,6 +126,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "apps.common.context_processors.portal",
             ],
+            "builtins": ["template_partials.templatetags.partials"],
         },
     }
 ]

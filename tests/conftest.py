@@ -23,12 +23,16 @@ def _flush_with_audit_triggers_off(original: Any) -> Any:
     """Between transactional tests Django empties every table. The audit table refuses that,
     as it must; the test harness alone steps around its triggers for the flush."""
 
-    def sql_flush(self: BaseDatabaseOperations, style: Any, tables: Any, **kwargs: Any) -> list[str]:
+    def sql_flush(
+        self: BaseDatabaseOperations, style: Any, tables: Any, **kwargs: Any
+    ) -> list[str]:
         statements = original(self, style, tables, **kwargs)
         if triggers.TABLE not in tables:
             return statements
         # The chain head is a data-migration row, like the roles: put it back.
-        head = f"INSERT INTO audit_auditchainhead (id, seq, last_hash) VALUES (1, 0, '{GENESIS_HASH}')"
+        head = (
+            f"INSERT INTO audit_auditchainhead (id, seq, last_hash) VALUES (1, 0, '{GENESIS_HASH}')"
+        )
         if self.connection.vendor == "postgresql":
             return ["SET LOCAL session_replication_role = replica", *statements, head]
         drops = [f"DROP TRIGGER IF EXISTS {name}" for name in triggers.SQLITE_TRIGGER_NAMES]

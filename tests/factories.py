@@ -7,7 +7,7 @@ from typing import Any
 
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from apps.accounts.roles import ROLE_PERMISSIONS, ROLES, grant
@@ -26,18 +26,18 @@ def ensure_roles() -> None:
         grant(django_apps, role, permissions)
 
 
-def make_user(username: str, role: str | None = None, **fields: Any) -> AbstractUser:
+def make_user(username: str, role: str | None = None, **fields: Any) -> User:
     ensure_roles()
     user = get_user_model().objects.create_user(
         username=username, password=PASSWORD, email=f"{username}@example.com", **fields
     )
     if role is not None:
         user.groups.add(Group.objects.get(name=role))
-    return user  # type: ignore[return-value]
+    return user
 
 
 def make_operation(
-    requested_by: AbstractUser,
+    requested_by: User,
     *,
     kind: str = "diagnostics.ping",
     state: str = State.QUEUED,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -642,7 +642,7 @@ def test_it_builds_the_image_from_files_in_the_repo() -> None:
                 copied_to_runtime.add(relative)
     # Templates and static files are read from BASE_DIR at run time, not from the package.
     base_dir = Path(settings.BASE_DIR)
-    folders = [Path(d) for t in settings.TEMPLATES for d in t.get("DIRS", [])]
+    folders = [Path(d) for t in settings.TEMPLATES for d in cast(list[str], t.get("DIRS", []))]
     folders += [Path(d) for d in settings.STATICFILES_DIRS]
     for folder in folders:
         relative = folder.relative_to(base_dir).as_posix()

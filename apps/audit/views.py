@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -10,6 +10,7 @@ from apps.accounts.access import require_permission
 from apps.audit.choices import Outcome
 from apps.audit.models import AuditEvent
 from apps.audit.records import verify_chain
+from apps.common.http import PortalRequest
 
 PAGE_SIZE = 50
 
@@ -25,7 +26,7 @@ class AuditFilterForm(forms.Form):
 
 @require_permission("audit.view_auditevent")
 @require_GET
-def event_list(request: HttpRequest) -> HttpResponse:
+def event_list(request: PortalRequest) -> HttpResponse:
     """Newest first, filtered by the URL, paged by sequence number (keyset)."""
     form = AuditFilterForm(request.GET)
     events = AuditEvent.objects.newest_first()
@@ -64,6 +65,6 @@ def event_list(request: HttpRequest) -> HttpResponse:
 
 @require_permission("audit.view_auditevent")
 @require_GET
-def chain(request: HttpRequest) -> HttpResponse:
+def chain(request: PortalRequest) -> HttpResponse:
     """Check the hash chain now and say whether it is intact."""
     return render(request, "audit/chain.html", {"report": verify_chain()})

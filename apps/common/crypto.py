@@ -22,7 +22,9 @@ def _cipher(keys: str) -> MultiFernet:
     try:
         return MultiFernet([Fernet(key.strip().encode()) for key in keys.split(",") if key.strip()])
     except ValueError as exc:
-        raise ImproperlyConfigured(f"FIELD_ENCRYPTION_KEY is not a valid Fernet key: {exc}") from exc
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEY is not a valid Fernet key: {exc}"
+        ) from exc
 
 
 def encrypt(plaintext: str) -> str:

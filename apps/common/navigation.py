@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.urls import NoReverseMatch, reverse
 
 
@@ -38,7 +38,7 @@ def _url(url_name: str) -> str | None:
         return None
 
 
-def items_for(user: AbstractBaseUser | AnonymousUser) -> list[tuple[NavItem, str]]:
+def items_for(user: User | AnonymousUser) -> list[tuple[NavItem, str]]:
     if not user.is_authenticated:
         return []
     return [

@@ -17,18 +17,19 @@ class RequestContext:
     user_agent: str = ""
 
 
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "opsportal_request", default=RequestContext()
+_NONE = RequestContext()
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "opsportal_request", default=None
 )
 
 
 def current() -> RequestContext:
-    return _current.get()
+    return _current.get() or _NONE
 
 
-def bind(context: RequestContext) -> contextvars.Token[RequestContext]:
+def bind(context: RequestContext) -> contextvars.Token[RequestContext | None]:
     return _current.set(context)
 
 
-def reset(token: contextvars.Token[RequestContext]) -> None:
+def reset(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError
-from django.template import loader
 from django.shortcuts import render
+from django.template import loader
 from django.views.decorators.http import require_GET
 
+from apps.common.http import PortalRequest
 from apps.operations.choices import State
 from apps.operations.models import Operation
 from apps.operations.registry import all_kinds
@@ -13,15 +14,15 @@ from apps.operations.registry import all_kinds
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: PortalRequest) -> HttpResponse:
     """The start page: what is running, what waits for approval, and what can be run."""
     user = request.user
     can_view = user.has_perm("operations.view_operation")
     recent = Operation.objects.for_list()[:10] if can_view else []
     waiting = (
-        Operation.objects.for_list().filter(state=State.AWAITING_APPROVAL).exclude(
-            requested_by=user
-        )[:20]
+        Operation.objects.for_list()
+        .filter(state=State.AWAITING_APPROVAL)
+        .exclude(requested_by=user)[:20]
         if user.has_perm("operations.approve_operation")
         else []
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -48,7 +48,7 @@ def _audit_target(operation: Operation) -> AuditTarget:
 
 
 def _refuse(
-    actor: AbstractBaseUser,
+    actor: User,
     message: str,
     *,
     kind_name: str,
@@ -84,7 +84,9 @@ def validate_params(kind: OperationKind, data: dict[str, Any]) -> dict[str, Any]
     """The cleaned parameters as JSON-ready values, or InvalidParameters."""
     form = kind.form_class(data=data)
     if not form.is_valid():
-        raise InvalidParameters({name: list(errors) for name, errors in form.errors.items()})
+        raise InvalidParameters(
+            {name: [str(error) for error in errors] for name, errors in form.errors.items()}
+        )
     return {name: value for name, value in form.cleaned_data.items() if name in form.fields}
 
 
@@ -113,7 +115,7 @@ def describe_conflict(existing: Operation | None) -> str:
 
 
 def do_start_operation(
-    actor: AbstractBaseUser,
+    actor: User,
     kind_name: str,
     target_id: str,
     params: dict[str, Any],
@@ -196,7 +198,7 @@ def _locked(operation: Operation) -> Operation:
     return Operation.objects.select_for_update().get(pk=operation.pk)
 
 
-def do_approve_operation(actor: AbstractBaseUser, operation: Operation, comment: str) -> Operation:
+def do_approve_operation(actor: User, operation: Operation, comment: str) -> Operation:
     """A second admin approves the operation exactly as its parameters stand now; the
     approval expires after OPERATIONS_APPROVAL_TTL."""
     if not actor.has_perm("operations.approve_operation"):
@@ -240,7 +242,7 @@ def do_approve_operation(actor: AbstractBaseUser, operation: Operation, comment:
     return operation
 
 
-def do_reject_operation(actor: AbstractBaseUser, operation: Operation, comment: str) -> Operation:
+def do_reject_operation(actor: User, operation: Operation, comment: str) -> Operation:
     """A second admin turns the request down; the operation ends without running."""
     if not actor.has_perm("operations.approve_operation"):
         raise _refuse_on(actor, operation, "Your role cannot reject operations.")
@@ -267,7 +269,7 @@ def do_reject_operation(actor: AbstractBaseUser, operation: Operation, comment: 
     return operation
 
 
-def do_run_approved_operation(actor: AbstractBaseUser, operation: Operation) -> Operation:
+def do_run_approved_operation(actor: User, operation: Operation) -> Operation:
     """Queue an approved operation, if its approval still holds for its current parameters."""
     kind = get_kind(operation.kind)
     if not actor.has_perm(kind.permission):
@@ -278,12 +280,10 @@ def do_run_approved_operation(actor: AbstractBaseUser, operation: Operation) -> 
             raise OperationRefused(f"Operation #{operation.pk} is not approved.")
         now = timezone.now()
         if not operation.approval_is_valid(now):
-            expired = operation.approval_expires_at is not None and now >= operation.approval_expires_at
-            why = (
-                "The approval has expired"
-                if expired
-                else "The parameters changed after approval"
+            expired = (
+                operation.approval_expires_at is not None and now >= operation.approval_expires_at
             )
+            why = "The approval has expired" if expired else "The parameters changed after approval"
             _void_approval(operation, f"{why}: it needs a new approval.")
             record(
                 "operation.approval_void",
@@ -336,7 +336,7 @@ def _void_approval(operation: Operation, status: str) -> None:
 
 
 def do_change_operation_params(
-    actor: AbstractBaseUser, operation: Operation, params: dict[str, Any]
+    actor: User, operation: Operation, params: dict[str, Any]
 ) -> Operation:
     """The requester edits the parameters before it runs; any approval given is void."""
     if operation.requested_by_id != actor.pk:
@@ -363,7 +363,7 @@ def do_change_operation_params(
     return operation
 
 
-def do_cancel_operation(actor: AbstractBaseUser, operation: Operation, reason: str) -> Operation:
+def do_cancel_operation(actor: User, operation: Operation, reason: str) -> Operation:
     """Cancel before it runs, or ask a running handler to stop at its next report."""
     may = operation.requested_by_id == actor.pk or actor.has_perm(
         "operations.run_destructive_operation"
@@ -397,7 +397,7 @@ def do_cancel_operation(actor: AbstractBaseUser, operation: Operation, reason: s
     return operation
 
 
-def _refuse_on(actor: AbstractBaseUser, operation: Operation, message: str) -> OperationRefused:
+def _refuse_on(actor: User, operation: Operation, message: str) -> OperationRefused:
     record(
         "operation.refused",
         actor=actor,

@@ -33,7 +33,9 @@ class OperationsCollector(Collector):
             "Operations queued and not yet claimed by a worker.",
             value=queued,
         )
-        elapsed = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+        elapsed = ExpressionWrapper(
+            F("finished_at") - F("started_at"), output_field=DurationField()
+        )
         durations = (
             Operation.objects.filter(state__in=FINAL_STATES, started_at__isnull=False)
             .values("kind")
@@ -45,7 +47,8 @@ class OperationsCollector(Collector):
             "Running time of finished operations, by kind.",
             labels=["kind"],
         )
-        for row in durations:
-            seconds = row["total"].total_seconds() if row["total"] is not None else 0.0
-            summary.add_metric([row["kind"]], count_value=row["n"], sum_value=seconds)
+        for finished in durations:
+            total = finished["total"]
+            seconds = total.total_seconds() if total is not None else 0.0
+            summary.add_metric([finished["kind"]], count_value=finished["n"], sum_value=seconds)
         yield summary

@@ -9,7 +9,6 @@ from django import forms
 from django.conf import settings
 
 from apps.common.probes import check_backup_storage, check_broker, check_database, run_probe
-
 from apps.operations.models import Operation
 from apps.operations.progress import OperationFailed, Reporter
 from apps.operations.registry import OperationKind, Target, TargetNotFound, register
@@ -17,8 +16,9 @@ from apps.operations.registry import OperationKind, Target, TargetNotFound, regi
 PORTAL_TARGET_ID = "self"
 
 
-def portal_target(target_id: str = PORTAL_TARGET_ID) -> Target:
-    if target_id != PORTAL_TARGET_ID:
+def portal_target(target_id: str) -> Target:
+    """The portal itself; there is one, so no target given means it."""
+    if target_id not in ("", PORTAL_TARGET_ID):
         raise TargetNotFound(f"Unknown portal instance {target_id!r}.")
     return Target(
         type="portal",

@@ -24,7 +24,7 @@ def send(operation_id: int) -> None:
         return
     try:
         result = run_operation.apply_async(
-            args=[operation_id],
+            args=(operation_id,),
             soft_time_limit=kind.soft_time_limit,
             time_limit=kind.time_limit,
         )

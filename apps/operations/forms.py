@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -52,6 +52,5 @@ class OperationFilterForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = [("", "Any kind")] + [
-            (kind.name, kind.label) for kind in all_kinds()
-        ]
+        kind_field = cast(forms.ChoiceField, self.fields["kind"])
+        kind_field.choices = [("", "Any kind")] + [(kind.name, kind.label) for kind in all_kinds()]

@@ -54,7 +54,9 @@ def fail_lost_operations(now: datetime | None = None) -> int:
     lost = Operation.objects.filter(state=State.RUNNING, heartbeat_at__lt=cutoff)
     count = 0
     for operation in lost:
-        beat = operation.heartbeat_at.isoformat(timespec="seconds") if operation.heartbeat_at else "?"
+        beat = (
+            operation.heartbeat_at.isoformat(timespec="seconds") if operation.heartbeat_at else "?"
+        )
         message = f"Worker lost: no heartbeat from {operation.worker or 'its worker'} since {beat}."
         count += _fail(operation, message, from_state=State.RUNNING)
     return count

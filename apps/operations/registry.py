@@ -63,9 +63,7 @@ class OperationKind:
     soft_time_limit: int = 300
     time_limit: int = 360
     # What will happen, in one sentence, and the equivalent command of the runbooks.
-    summary: Callable[[Target, dict[str, Any]], str] = field(
-        default=lambda target, params: ""
-    )
+    summary: Callable[[Target, dict[str, Any]], str] = field(default=lambda target, params: "")
     command: Callable[[Target, dict[str, Any]], str] = field(default=lambda target, params: "")
 
     @property

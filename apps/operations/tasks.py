@@ -36,4 +36,6 @@ def fail_on_hard_time_limit(sender: Any, task_id: str, exception: BaseException,
     """The hard time limit kills the child process: the runner cannot record it itself."""
     operation = Operation.objects.filter(celery_task_id=task_id, state=State.RUNNING).first()
     if operation is not None:
-        runner.finish(operation, State.FAILED, f"Stopped: {type(exception).__name__}", str(exception))
+        runner.finish(
+            operation, State.FAILED, f"Stopped: {type(exception).__name__}", str(exception)
+        )

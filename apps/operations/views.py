@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,6 +15,7 @@ from apps.accounts.access import (
 )
 from apps.accounts.forms import ReauthenticationForm
 from apps.audit.records import record
+from apps.common.http import PortalRequest
 from apps.operations import actions
 from apps.operations.choices import State
 from apps.operations.forms import (
@@ -24,13 +25,14 @@ from apps.operations.forms import (
     params_form,
 )
 from apps.operations.models import Operation, OperationLogLine
+from apps.operations.registry import UnknownKind, get_kind
 
 PAGE_SIZE = 50
 
 
 @require_permission("operations.view_operation")
 @require_GET
-def operation_list(request: HttpRequest) -> HttpResponse:
+def operation_list(request: PortalRequest) -> HttpResponse:
     """Newest first, filtered by the URL, paged by id (keyset) so every page is as fast."""
     form = OperationFilterForm(request.GET)
     operations = Operation.objects.for_list()
@@ -59,7 +61,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
     return render(request, "operations/list.html", context)
 
 
-def _decision_context(request: HttpRequest, operation: Operation) -> dict[str, Any]:
+def _decision_context(request: PortalRequest, operation: Operation) -> dict[str, Any]:
     user = request.user
     return {
         "can_cancel": operation.is_active
@@ -79,7 +81,7 @@ def _decision_context(request: HttpRequest, operation: Operation) -> dict[str, A
 
 @require_permission("operations.view_operation")
 @require_GET
-def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def operation_detail(request: PortalRequest, pk: int) -> HttpResponse:
     operation = get_object_or_404(
         Operation.objects.select_related("requested_by", "approved_by"), pk=pk
     )
@@ -103,7 +105,7 @@ def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_permission("operations.run_operation")
 @require_http_methods(["GET", "POST"])
-def operation_start(request: HttpRequest, kind_name: str) -> HttpResponse:
+def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
     """Ask for an operation in two steps: the form, then a confirmation saying exactly what
     will happen (and asking for the password again before a destructive kind)."""
     target_id = request.POST.get("target") or request.GET.get("target") or ""
@@ -164,7 +166,7 @@ def operation_start(request: HttpRequest, kind_name: str) -> HttpResponse:
     return redirect(operation)
 
 
-def _act(request: HttpRequest, pk: int, act: Any, done: str) -> HttpResponse:
+def _act(request: PortalRequest, pk: int, act: Any, done: str) -> HttpResponse:
     operation = get_object_or_404(Operation, pk=pk)
     try:
         act(operation)
@@ -177,7 +179,7 @@ def _act(request: HttpRequest, pk: int, act: Any, done: str) -> HttpResponse:
 
 @require_permission("operations.run_operation")
 @require_POST
-def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def operation_cancel(request: PortalRequest, pk: int) -> HttpResponse:
     reason = request.POST.get("reason", "")
     return _act(
         request,
@@ -189,7 +191,7 @@ def operation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_permission("operations.approve_operation")
 @require_POST
-def operation_approve(request: HttpRequest, pk: int) -> HttpResponse:
+def operation_approve(request: PortalRequest, pk: int) -> HttpResponse:
     form = CommentForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     return _act(
@@ -202,7 +204,7 @@ def operation_approve(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_permission("operations.approve_operation")
 @require_POST
-def operation_reject(request: HttpRequest, pk: int) -> HttpResponse:
+def operation_reject(request: PortalRequest, pk: int) -> HttpResponse:
     form = CommentForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     return _act(
@@ -215,7 +217,7 @@ def operation_reject(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_permission("operations.run_operation")
 @require_POST
-def operation_run(request: HttpRequest, pk: int) -> HttpResponse:
+def operation_run(request: PortalRequest, pk: int) -> HttpResponse:
     return _act(
         request,
         pk,
@@ -226,10 +228,13 @@ def operation_run(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_permission("operations.run_operation")
 @require_http_methods(["GET", "POST"])
-def operation_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def operation_edit(request: PortalRequest, pk: int) -> HttpResponse:
     """Change the parameters of an operation that has not run yet (voids any approval)."""
     operation = get_object_or_404(Operation, pk=pk)
-    kind, _target = actions.resolve(operation.kind, operation.target_id)
+    try:
+        kind = get_kind(operation.kind)
+    except UnknownKind as exc:
+        return render(request, "operations/unavailable.html", {"message": str(exc)}, status=404)
     if request.method == "POST":
         form = params_form(kind, request.POST)
         if form.is_valid():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -42,9 +42,9 @@ def test_it_runs_diagnostics_on_a_worker_and_audits_the_outcome(
     assert any(message.startswith("Broker: OK") for message in messages)
     assert any(message.startswith("Backup storage: OK") for message in messages)
     actions_seen = list(
-        AuditEvent.objects.filter(operation_id=operation.pk).order_by("seq").values_list(
-            "action", flat=True
-        )
+        AuditEvent.objects.filter(operation_id=operation.pk)
+        .order_by("seq")
+        .values_list("action", flat=True)
     )
     assert actions_seen == ["operation.queued", "operation.succeeded"]
 
@@ -101,13 +101,13 @@ def test_it_never_runs_an_operation_twice_when_the_message_comes_again(
     transactional_db: None, operator: Any
 ) -> None:
     operation = make_operation(operator, state=State.QUEUED)
-    run_operation.apply(args=[operation.pk])
+    run_operation.apply(args=(operation.pk,))
     operation.refresh_from_db()
     assert operation.state == State.SUCCEEDED
     finished_at = operation.finished_at
     lines = operation.log_lines.count()
 
-    run_operation.apply(args=[operation.pk])  # the broker redelivers
+    run_operation.apply(args=(operation.pk,))  # the broker redelivers
 
     operation.refresh_from_db()
     assert operation.finished_at == finished_at
@@ -119,7 +119,7 @@ def test_it_refuses_a_forged_task_for_a_user_without_permission(
 ) -> None:
     # Written straight into the database, as if someone bypassed the views.
     operation = make_operation(viewer, state=State.QUEUED)
-    run_operation.apply(args=[operation.pk])
+    run_operation.apply(args=(operation.pk,))
     operation.refresh_from_db()
     assert operation.state == State.FAILED
     assert "lacks operations.run_operation" in operation.error
@@ -148,9 +148,7 @@ def test_it_sends_a_stuck_queued_operation_again_then_fails_it(
     assert "No worker picked this up" in operation.error
 
 
-def test_it_cancels_a_running_operation_cooperatively(
-    celery_worker: Worker, operator: Any
-) -> None:
+def test_it_cancels_a_running_operation_cooperatively(celery_worker: Worker, operator: Any) -> None:
     operation = actions.do_start_operation(
         operator, "diagnostics.ping", "self", {"pause_seconds": 60}, "cancel me"
     )

@@ -49,7 +49,7 @@ def state_badge(state: str) -> SafeString:
 
 @register.simple_tag
 def reltime(value: datetime | None) -> SafeString:
-    """"4 minutes ago", with the UTC time in the title; static/app.js adds the viewer's zone."""
+    """ "4 minutes ago", with the UTC time in the title; static/app.js adds the viewer's zone."""
     if value is None:
         return format_html('<span class="text-body-secondary">—</span>')
     now = timezone.now()
@@ -70,7 +70,7 @@ def field_input(field: BoundField) -> SafeString:
         css = "form-control"
     if field.errors:
         css += " is-invalid"
-    attrs = {"class": css}
+    attrs: dict[str, str | bool] = {"class": css}
     if field.help_text:
         attrs["aria-describedby"] = f"{field.auto_id}_help"
     return field.as_widget(attrs=attrs)

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,72 +15,145 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Operation',
+            name="Operation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(db_index=True, max_length=100)),
-                ('target_type', models.CharField(max_length=100)),
-                ('target_id', models.CharField(max_length=64)),
-                ('target_label', models.CharField(max_length=255)),
-                ('target_key', models.CharField(max_length=200)),
-                ('environment', models.CharField(blank=True, max_length=50)),
-                ('is_production', models.BooleanField(default=False)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('params_hash', models.CharField(max_length=64)),
-                ('reason', models.TextField(blank=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=64, null=True, unique=True)),
-                ('state', models.CharField(choices=[('awaiting_approval', 'Awaiting approval'), ('approved', 'Approved'), ('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('rejected', 'Rejected')], db_index=True, max_length=20)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('status_text', models.CharField(blank=True, max_length=200)),
-                ('error', models.TextField(blank=True)),
-                ('celery_task_id', models.CharField(blank=True, max_length=64)),
-                ('worker', models.CharField(blank=True, max_length=200)),
-                ('send_count', models.PositiveSmallIntegerField(default=0)),
-                ('cancel_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('queued_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('approved_at', models.DateTimeField(blank=True, null=True)),
-                ('approval_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('approval_params_hash', models.CharField(blank=True, max_length=64)),
-                ('approval_comment', models.TextField(blank=True)),
-                ('approved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='approved_operations', to=settings.AUTH_USER_MODEL)),
-                ('requested_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='operations', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(db_index=True, max_length=100)),
+                ("target_type", models.CharField(max_length=100)),
+                ("target_id", models.CharField(max_length=64)),
+                ("target_label", models.CharField(max_length=255)),
+                ("target_key", models.CharField(max_length=200)),
+                ("environment", models.CharField(blank=True, max_length=50)),
+                ("is_production", models.BooleanField(default=False)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("params_hash", models.CharField(max_length=64)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "idempotency_key",
+                    models.CharField(blank=True, max_length=64, null=True, unique=True),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("awaiting_approval", "Awaiting approval"),
+                            ("approved", "Approved"),
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("rejected", "Rejected"),
+                        ],
+                        db_index=True,
+                        max_length=20,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("status_text", models.CharField(blank=True, max_length=200)),
+                ("error", models.TextField(blank=True)),
+                ("celery_task_id", models.CharField(blank=True, max_length=64)),
+                ("worker", models.CharField(blank=True, max_length=200)),
+                ("send_count", models.PositiveSmallIntegerField(default=0)),
+                ("cancel_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("queued_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("approved_at", models.DateTimeField(blank=True, null=True)),
+                ("approval_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("approval_params_hash", models.CharField(blank=True, max_length=64)),
+                ("approval_comment", models.TextField(blank=True)),
+                (
+                    "approved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="approved_operations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="operations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'permissions': [('run_operation', 'Can start operations'), ('run_destructive_operation', 'Can start destructive operations'), ('approve_operation', "Can approve or reject other people's operations")],
+                "ordering": ["-id"],
+                "permissions": [
+                    ("run_operation", "Can start operations"),
+                    ("run_destructive_operation", "Can start destructive operations"),
+                    ("approve_operation", "Can approve or reject other people's operations"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OperationLogLine',
+            name="OperationLogLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('level', models.CharField(choices=[('info', 'Info'), ('warning', 'Warning'), ('error', 'Error')], default='info', max_length=10)),
-                ('message', models.TextField()),
-                ('operation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_lines', to='operations.operation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "level",
+                    models.CharField(
+                        choices=[("info", "Info"), ("warning", "Warning"), ("error", "Error")],
+                        default="info",
+                        max_length=10,
+                    ),
+                ),
+                ("message", models.TextField()),
+                (
+                    "operation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="log_lines",
+                        to="operations.operation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddIndex(
-            model_name='operation',
-            index=models.Index(fields=['state', 'heartbeat_at'], name='operations__state_41ad6f_idx'),
+            model_name="operation",
+            index=models.Index(
+                fields=["state", "heartbeat_at"], name="operations__state_41ad6f_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='operation',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['awaiting_approval', 'approved', 'queued', 'running'])), fields=('target_key',), name='one_active_operation_per_target'),
+            model_name="operation",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("state__in", ["awaiting_approval", "approved", "queued", "running"])
+                ),
+                fields=("target_key",),
+                name="one_active_operation_per_target",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='operation',
-            constraint=models.CheckConstraint(condition=models.Q(('progress__lte', 100)), name='operation_progress_at_most_100'),
+            model_name="operation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("progress__lte", 100)), name="operation_progress_at_most_100"
+            ),
         ),
         migrations.AddIndex(
-            model_name='operationlogline',
-            index=models.Index(fields=['operation', 'id'], name='operations__operati_ae0127_idx'),
+            model_name="operationlogline",
+            index=models.Index(fields=["operation", "id"], name="operations__operati_ae0127_idx"),
         ),
     ]

@@ -29,7 +29,11 @@ class Command(BaseCommand):
             first, last = full_name.split(" ", 1)
             user, _ = user_model.objects.get_or_create(
                 username=username,
-                defaults={"email": f"{username}@example.com", "first_name": first, "last_name": last},
+                defaults={
+                    "email": f"{username}@example.com",
+                    "first_name": first,
+                    "last_name": last,
+                },
             )
             user.set_password(password)
             user.save(update_fields=["password"])

@@ -13,5 +13,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         report = verify_chain()
         if not report.ok:
-            raise CommandError(f"Audit chain broken after {report.checked} events: {report.message}")
+            raise CommandError(
+                f"Audit chain broken after {report.checked} events: {report.message}"
+            )
         self.stdout.write(self.style.SUCCESS(report.message))

@@ -1,0 +1,91 @@
+"""``python -m bench``: every benchmark of OpsPortal, printed as tables on stdout.
+
+1. dispatch latency (``bench.dispatch``): POST of an action → operation running on a real
+   Celery worker, over 200 operations on the Redis broker;
+2. the operations list (``bench.operations_list``): server time and SQL queries at 100 and at
+   10,000 operations;
+
+then the peak memory of this process and the run time. Run it through ``make bench`` (which
+runs ``scripts/bench.sh``): it must not run against a database that matters, since it empties
+the operations table at the start, between the two parts and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+
+import django
+
+
+def _peak_memory_mib() -> float:
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--operations", type=int, default=200, help="for dispatch latency")
+    parser.add_argument("--requests", type=int, default=50, help="per page of the list")
+    parser.add_argument("--only", choices=["dispatch", "list"], help="run one benchmark")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsportal.settings")
+    django.setup()
+    # After django.setup(): these import models.
+    from django.conf import settings
+    from django.db import connection
+
+    from bench import dispatch, operations_list
+    from bench.fixtures import bench_operator, empty_operations_table, signed_in_client
+    from bench.worker import BenchWorker
+
+    if connection.vendor != "postgresql":
+        print("bench: needs PostgreSQL (run it with `make bench`)", file=sys.stderr)
+        return 2
+    began = time.perf_counter()
+    db = connection.settings_dict
+    print(
+        f"OpsPortal benchmarks, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n"
+        f"  PostgreSQL database {db['NAME']} on {db['HOST']}:{db['PORT']}, broker "
+        f"{settings.CELERY_BROKER_URL} (queue {settings.CELERY_TASK_DEFAULT_QUEUE})\n"
+        f"  Python {platform.python_version()}, Django {django.get_version()}, "
+        f"{os.cpu_count()} CPUs, DEBUG={settings.DEBUG}",
+        flush=True,
+    )
+
+    empty_operations_table()
+    operator = bench_operator()
+    client = signed_in_client(operator)
+
+    if args.only in (None, "dispatch"):
+        worker = BenchWorker()
+        try:
+            worker.start()
+            result = dispatch.measure(client, args.operations, worker.hostname)
+        except Exception:
+            print(f"bench: dispatch failed; worker log tail:\n{worker.log_tail()}", file=sys.stderr)
+            raise
+        finally:
+            worker.stop()
+        print(dispatch.render(result), flush=True)
+
+    if args.only in (None, "list"):
+        results, loads = operations_list.measure(client, operator, args.requests)
+        print(operations_list.render(results, loads, args.requests), flush=True)
+
+    empty_operations_table()
+    print(
+        f"\nPeak memory of the bench process (maxrss): {_peak_memory_mib():.1f} MiB\n"
+        f"Run time of python -m bench: {time.perf_counter() - began:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

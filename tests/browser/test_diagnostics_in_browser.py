@@ -1,0 +1,149 @@
+"""The whole path through a real browser: sign in, run diagnostics from the home page, watch
+the live progress page update itself (htmx polling) while a real Celery worker runs the
+operation, then find the outcome in the audit history. Screenshots go to var/screenshots/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, Response, expect
+
+from apps.accounts.roles import OPERATOR
+from apps.audit.models import AuditEvent
+from apps.operations.choices import State
+from apps.operations.models import Operation
+from tests.browser.conftest import PageProblems
+from tests.factories import PASSWORD, make_user
+from tests.support.worker import Worker
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# The worker pauses 1 s before each of three checks; polls come every 2 s.
+OPERATION_TIMEOUT_MS = 60_000
+PROGRESS_IN_FRAGMENT = re.compile(r'data-testid="progress-text">(\d+) %')
+
+
+def sign_in(page: Page, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name=f"Good to see you, {username}")).to_be_visible()
+
+
+def save_screenshot(page: Page, path: Path) -> None:
+    # Animations off: a button caught mid-transition (the autofocused "Go back") looks broken.
+    page.screenshot(path=path, full_page=True, animations="disabled")
+
+
+def assert_assets_applied(page: Page) -> None:
+    """The stylesheets, the icon font and the scripts really arrived and took effect: a page
+    can render its HTML perfectly and still be unusable without them."""
+    applied = page.evaluate(
+        """async () => {
+          await document.fonts.ready;
+          const root = getComputedStyle(document.documentElement);
+          const banner = document.querySelector(".env-banner");
+          return {
+            bootstrap: root.getPropertyValue("--bs-primary").trim(),
+            appCss: banner ? getComputedStyle(banner).paddingLeft : null,
+            iconFont: [...document.fonts].some(
+              (font) => font.family.includes("bootstrap-icons") && font.status === "loaded"
+            ),
+            htmx: typeof window.htmx === "object",
+            bootstrapJs: typeof window.bootstrap === "object",
+          };
+        }"""
+    )
+    assert applied == {
+        "bootstrap": "#0d6efd",
+        "appCss": "16px",
+        "iconFont": True,
+        "htmx": True,
+        "bootstrapJs": True,
+    }, applied
+
+
+def test_it_runs_diagnostics_from_the_browser_and_shows_it_live_and_audited(
+    page: Page,
+    page_problems: PageProblems,
+    celery_worker: Worker,
+    screenshot_dir: Path,
+) -> None:
+    make_user("olga-operator", OPERATOR)
+    sign_in(page, "olga-operator")
+    assert_assets_applied(page)
+
+    page.get_by_role("link", name="Run diagnostics").click()
+    expect(page).to_have_url(re.compile(r"/operations/start/diagnostics\.ping/\?target=self$"))
+    page.get_by_label("Pause between checks").fill("1")
+    page.get_by_label("Reason").fill("Browser test: proving the engine end to end")
+    page.get_by_role("button", name="Review").click()
+
+    expect(page.get_by_role("heading", name="Confirm: Run diagnostics")).to_be_visible()
+    expect(page.get_by_test_id("command")).to_contain_text("redis-cli ping")
+    expect(page.locator(".facts")).to_contain_text("Browser test: proving the engine end to end")
+    assert_assets_applied(page)
+    save_screenshot(page, screenshot_dir / "diagnostics-confirm.png")
+
+    # Every htmx poll of the live block, to read the progress it carried afterwards.
+    polls: list[Response] = []
+    page.on(
+        "response",
+        lambda response: polls.append(response) if "?after=" in response.url else None,
+    )
+    page.get_by_test_id("confirm").click()
+
+    expect(page).to_have_url(re.compile(r"/operations/\d+/$"))
+    match = re.search(r"/operations/(\d+)/$", page.url)
+    assert match is not None
+    pk = int(match.group(1))
+    progress = page.get_by_test_id("progress-text")
+    # The worker needs at least 3 s (three 1 s pauses); the page arrives well before that.
+    first_seen = int(progress.inner_text().removesuffix(" %"))
+    assert first_seen < 100
+    expect(page.locator("#op-live")).to_have_attribute("hx-trigger", "every 2s")
+    save_screenshot(page, screenshot_dir / "diagnostics-operation-running.png")
+
+    expect(progress).to_have_text("100 %", timeout=OPERATION_TIMEOUT_MS)
+    live = page.locator("#op-live")
+    expect(live.locator(".state")).to_have_text("Succeeded")
+    expect(page.get_by_test_id("status-text")).to_have_text("All checks passed")
+    # A final state renders without the trigger: the page stops polling by itself.
+    expect(live).not_to_have_attribute("hx-trigger", re.compile(".*"))
+    log = page.locator("#op-log")
+    for check in ("Database", "Broker", "Backup storage"):
+        expect(log).to_contain_text(f"{check}: OK in")
+
+    seen = [first_seen]
+    for poll in polls:
+        assert poll.ok, f"{poll.status} {poll.url}"
+        seen += [int(value) for value in PROGRESS_IN_FRAGMENT.findall(poll.text())]
+    assert polls, "the page should have polled while the operation ran"
+    assert seen == sorted(seen), seen
+    assert seen[-1] == 100, seen
+    assert_assets_applied(page)
+    save_screenshot(page, screenshot_dir / "diagnostics-operation.png")
+
+    operation = Operation.objects.get(pk=pk)
+    assert operation.state == State.SUCCEEDED
+    assert operation.requested_by.get_username() == "olga-operator"
+    assert AuditEvent.objects.filter(operation_id=pk, action="operation.succeeded").exists()
+
+    page.goto("/audit/")
+    row = (
+        page.locator("tbody tr")
+        .filter(has_text="operation.succeeded")
+        .filter(has=page.get_by_role("link", name=f"#{pk}", exact=True))
+    )
+    expect(row).to_have_count(1)
+    expect(row.get_by_role("link", name=f"#{pk}", exact=True)).to_have_attribute(
+        "href", f"/operations/{pk}/"
+    )
+    expect(row.locator(".state")).to_be_visible()
+    assert_assets_applied(page)
+    save_screenshot(page, screenshot_dir / "diagnostics-audit.png")
+
+    assert page_problems.all() == [], page_problems.all()
