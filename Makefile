@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install demo test lint bench vendor clean
+.PHONY: install demo test bench vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,6 @@ demo: install
 	@echo "OpsPortal is starting at http://127.0.0.1:$(PORT)/  (web, worker and beat; Ctrl-C stops all three)"
 	@echo
 	DEBUG=true PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile.demo
-
-lint: install
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy .
 
 test: install
 	scripts/test.sh

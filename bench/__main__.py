@@ -18,6 +18,7 @@ import platform
 import resource
 import sys
 import time
+from pathlib import Path
 
 import django
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import dispatch, operations_list
     from bench.fixtures import bench_operator, empty_operations_table, signed_in_client
-    from bench.worker import BenchWorker
+    from tests.support.worker import Worker
 
     if connection.vendor != "postgresql":
         print("bench: needs PostgreSQL (run it with `make bench`)", file=sys.stderr)
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     client = signed_in_client(operator)
 
     if args.only in (None, "dispatch"):
-        worker = BenchWorker()
+        worker = Worker(name="bench@localhost", log_dir=Path(settings.VAR_DIR) / "bench")
         try:
             worker.start()
-            result = dispatch.measure(client, args.operations, worker.hostname)
+            result = dispatch.measure(client, args.operations, worker.name)
         except Exception:
             print(f"bench: dispatch failed; worker log tail:\n{worker.log_tail()}", file=sys.stderr)
             raise

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import resolve, reverse
 from django.utils import timezone
 
@@ -46,6 +49,7 @@ class Sample:
     before_row: float  # t0 → queued_at: the request up to the action creating the row
     after_row: float  # queued_at → started_at: commit, audit, publish, broker, pool, claim
     after_response: float  # the 302 back in hand → started_at (negative: the worker was first)
+    queries: int  # SQL queries of the POST, the publish on commit included
     state: str
     error: str
 
@@ -61,8 +65,9 @@ class DispatchResult:
         return [sample for sample in self.samples if sample.state != State.SUCCEEDED]
 
 
-def _post_start(client: Client) -> tuple[int, float]:
-    """POST the confirmed form; the new operation's id and how long the POST took."""
+def _post_start(client: Client) -> tuple[int, float, int]:
+    """POST the confirmed form; the new operation's id, how long the POST took and how many
+    SQL queries it made."""
     url = reverse("operations:start", args=[KIND])
     data = {
         "target": TARGET_ID,
@@ -71,9 +76,10 @@ def _post_start(client: Client) -> tuple[int, float]:
         "idempotency_key": uuid.uuid4().hex,
         "confirmed": "1",
     }
-    started = time.perf_counter()
-    response = client.post(url, data)
-    elapsed = time.perf_counter() - started
+    with CaptureQueriesContext(connection) as captured:
+        started = time.perf_counter()
+        response = client.post(url, data)
+        elapsed = time.perf_counter() - started
     if response.status_code != 302:
         body = response.content.decode(errors="replace")[:1500]
         raise DispatchFailed(f"POST {url} answered {response.status_code}, not 302:\n{body}")
@@ -83,7 +89,7 @@ def _post_start(client: Client) -> tuple[int, float]:
     # The success message would pile up in the cookie, and then the session, of a client
     # that never renders a page: drop it so that every POST carries the same weight.
     client.cookies.pop("messages", None)
-    return int(match.kwargs["pk"]), elapsed
+    return int(match.kwargs["pk"]), elapsed, len(captured.captured_queries)
 
 
 def _wait_for(
@@ -106,7 +112,7 @@ def _wait_for(
 
 def run_one(client: Client) -> Sample:
     t0 = timezone.now()
-    operation_id, post_seconds = _post_start(client)
+    operation_id, post_seconds, queries = _post_start(client)
     responded = timezone.now()
     _wait_for(operation_id, "running", lambda row: row["started_at"] is not None)
     row = _wait_for(operation_id, "finished", lambda row: row["state"] in FINAL_STATES)
@@ -119,6 +125,7 @@ def run_one(client: Client) -> Sample:
         before_row=(queued_at - t0).total_seconds(),
         after_row=(started_at - queued_at).total_seconds(),
         after_response=(started_at - responded).total_seconds(),
+        queries=queries,
         state=str(row["state"]),
         error=str(row["error"] or ""),
     )
@@ -159,6 +166,11 @@ def render(result: DispatchResult) -> str:
         "",
         table(["measure", "p50", "p95", "max"], rows),
         "",
+        "  SQL queries per POST: "
+        + ", ".join(
+            f"{count} ({times} of {n})"
+            for count, times in sorted(Counter(s.queries for s in samples).items())
+        ),
         f"  first operation (cold worker pool): {ms(samples[0].latency)}",
         f"  worker claimed it before the 302 was back in hand: {before_response} of {n}",
         f"  ended other than succeeded: {len(result.failed)} of {n}"

@@ -5,12 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
+source scripts/test_env.sh
+
 echo "== lint" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy .
-
-source scripts/test_env.sh
+.venv/bin/mypy .  # its Django plugin loads the settings, so after test_env.sh
 $PY manage.py collectstatic --noinput -v0
 
 echo "== all tests on PostgreSQL ($DATABASE_URL) and Redis ($CELERY_BROKER_URL)" >&2

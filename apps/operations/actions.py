@@ -52,19 +52,30 @@ def _refuse(
     message: str,
     *,
     kind_name: str,
-    target: Target | None = None,
+    target: AuditTarget | None = None,
     existing: Operation | None = None,
 ) -> OperationRefused:
+    """Audit a refusal (denied) and return the exception that tells the user why."""
     record(
         "operation.refused",
         actor=actor,
         outcome=Outcome.DENIED,
-        target=AuditTarget(target.type, target.id, target.label) if target else None,
+        target=target,
         reason=message,
         data={"kind": kind_name},
         operation_id=existing.pk if existing else None,
     )
     return OperationRefused(message, existing=existing)
+
+
+def _refuse_on(actor: User, operation: Operation, message: str) -> OperationRefused:
+    return _refuse(
+        actor,
+        message,
+        kind_name=operation.kind,
+        target=_audit_target(operation),
+        existing=operation,
+    )
 
 
 def resolve(kind_name: str, target_id: str) -> tuple[OperationKind, Target]:
@@ -138,7 +149,7 @@ def do_start_operation(
             actor,
             f"Your role does not allow {kind.label} ({kind.permission}).",
             kind_name=kind.name,
-            target=target,
+            target=AuditTarget(target.type, target.id, target.label),
         )
     cleaned = validate_params(kind, params)
     reason = validate_reason(kind, target, reason)
@@ -188,7 +199,7 @@ def do_start_operation(
             actor,
             describe_conflict(existing),
             kind_name=kind.name,
-            target=target,
+            target=AuditTarget(target.type, target.id, target.label),
             existing=existing,
         ) from None
     return operation
@@ -270,7 +281,8 @@ def do_reject_operation(actor: User, operation: Operation, comment: str) -> Oper
 
 
 def do_run_approved_operation(actor: User, operation: Operation) -> Operation:
-    """Queue an approved operation, if its approval still holds for its current parameters."""
+    """Queue an approved operation, if its approval still holds for its current parameters;
+    otherwise the approval is void and the operation waits for a new one."""
     kind = get_kind(operation.kind)
     if not actor.has_perm(kind.permission):
         raise _refuse_on(actor, operation, f"Your role does not allow {kind.label}.")
@@ -279,24 +291,7 @@ def do_run_approved_operation(actor: User, operation: Operation) -> Operation:
         if operation.state != State.APPROVED:
             raise OperationRefused(f"Operation #{operation.pk} is not approved.")
         now = timezone.now()
-        if not operation.approval_is_valid(now):
-            expired = (
-                operation.approval_expires_at is not None and now >= operation.approval_expires_at
-            )
-            why = "The approval has expired" if expired else "The parameters changed after approval"
-            _void_approval(operation, f"{why}: it needs a new approval.")
-            record(
-                "operation.approval_void",
-                actor=actor,
-                outcome=Outcome.DENIED,
-                target=_audit_target(operation),
-                reason=why,
-                operation_id=operation.pk,
-            )
-            transaction.on_commit(lambda: notify_approvers(operation))
-            raise_after = OperationRefused(f"{why}; another admin must approve it again.")
-        else:
-            raise_after = None
+        if operation.approval_is_valid(now):
             operation.state = State.QUEUED
             operation.queued_at = now
             operation.send_count = 1
@@ -311,9 +306,21 @@ def do_run_approved_operation(actor: User, operation: Operation) -> Operation:
                 operation_id=operation.pk,
             )
             transaction.on_commit(lambda: dispatch.send(operation.pk))
-    if raise_after is not None:
-        raise raise_after
-    return operation
+            return operation
+        expired = operation.approval_expires_at is not None and now >= operation.approval_expires_at
+        why = "The approval has expired" if expired else "The parameters changed after approval"
+        _void_approval(operation, f"{why}: it needs a new approval.")
+        record(
+            "operation.approval_void",
+            actor=actor,
+            outcome=Outcome.DENIED,
+            target=_audit_target(operation),
+            reason=why,
+            operation_id=operation.pk,
+        )
+        transaction.on_commit(lambda: notify_approvers(operation))
+    # Raised after the commit, so that the voided approval is kept.
+    raise OperationRefused(f"{why}; another admin must approve it again.")
 
 
 def _void_approval(operation: Operation, status: str) -> None:
@@ -395,16 +402,3 @@ def do_cancel_operation(actor: User, operation: Operation, reason: str) -> Opera
             operation_id=operation.pk,
         )
     return operation
-
-
-def _refuse_on(actor: User, operation: Operation, message: str) -> OperationRefused:
-    record(
-        "operation.refused",
-        actor=actor,
-        outcome=Outcome.DENIED,
-        target=_audit_target(operation),
-        reason=message,
-        data={"kind": operation.kind},
-        operation_id=operation.pk,
-    )
-    return OperationRefused(message)

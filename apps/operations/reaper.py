@@ -10,41 +10,21 @@ import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from apps.audit.choices import Outcome
-from apps.audit.records import AuditTarget, record
 from apps.operations import dispatch
 from apps.operations.choices import LogLevel, State
 from apps.operations.models import Operation, OperationLogLine
+from apps.operations.runner import finish
 
 logger = logging.getLogger(__name__)
 
 
 def _fail(operation: Operation, message: str, *, from_state: State) -> bool:
-    with transaction.atomic():
-        ended = Operation.objects.filter(pk=operation.pk, state=from_state).update(
-            state=State.FAILED,
-            finished_at=timezone.now(),
-            status_text=message[:200],
-            error=message,
-        )
-        if not ended:
-            return False
-        OperationLogLine.objects.create(operation=operation, level=LogLevel.ERROR, message=message)
-        record(
-            "operation.failed",
-            actor=None,
-            actor_label="reaper",
-            outcome=Outcome.FAILED,
-            target=AuditTarget(operation.target_type, operation.target_id, operation.target_label),
-            reason=message,
-            data={"kind": operation.kind, "worker": operation.worker},
-            operation_id=operation.pk,
-        )
-    logger.warning("operation %s failed: %s", operation.pk, message)
-    return True
+    ended = finish(operation, State.FAILED, message, message, from_state=from_state, by="reaper")
+    if ended:
+        logger.warning("operation %s failed: %s", operation.pk, message)
+    return ended
 
 
 def fail_lost_operations(now: datetime | None = None) -> int:

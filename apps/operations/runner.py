@@ -8,7 +8,7 @@ import traceback
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from apps.audit.choices import Outcome
@@ -59,32 +59,46 @@ def refusal(operation: Operation) -> str | None:
     return None
 
 
-def finish(operation: Operation, state: State, status: str, error: str = "") -> bool:
-    """Record the outcome, only if the operation is still running (the reaper may have
-    failed it meanwhile). Returns whether this call ended it."""
+def finish(
+    operation: Operation,
+    state: State,
+    status: str,
+    error: str = "",
+    *,
+    from_state: State = State.RUNNING,
+    by: str = "",
+) -> bool:
+    """Record the outcome, only if the operation is still in ``from_state`` (the reaper may
+    have failed it meanwhile, or the worker finished it). ``by`` names who ended it when it
+    was not the requester's worker (the reaper). Returns whether this call ended it."""
     now = timezone.now()
     fields: dict[str, object] = {
         "state": state,
         "finished_at": now,
-        "heartbeat_at": now,
         "status_text": status[:200],
         "error": error,
     }
     if state == State.SUCCEEDED:
         fields["progress"] = 100
-    ended = bool(Operation.objects.filter(pk=operation.pk, state=State.RUNNING).update(**fields))
-    if ended:
-        outcome = Outcome.SUCCEEDED if state == State.SUCCEEDED else Outcome.FAILED
+    with transaction.atomic():
+        ended = Operation.objects.filter(pk=operation.pk, state=from_state).update(**fields)
+        if not ended:
+            return False
+        if error:
+            OperationLogLine.objects.create(
+                operation=operation, level=LogLevel.ERROR, message=error
+            )
         record(
             f"operation.{state}",
-            actor=operation.requested_by,
-            outcome=outcome,
+            actor=None if by else operation.requested_by,
+            actor_label=by,
+            outcome=Outcome.SUCCEEDED if state == State.SUCCEEDED else Outcome.FAILED,
             target=AuditTarget(operation.target_type, operation.target_id, operation.target_label),
             reason=error or status,
             data={"kind": operation.kind, "worker": operation.worker},
             operation_id=operation.pk,
         )
-    return ended
+    return True
 
 
 class Heartbeat(threading.Thread):
@@ -150,10 +164,8 @@ def execute(operation_id: int, *, worker: str, task_id: str) -> None:
         finish(operation, State.CANCELLED, "Cancelled")
     except SoftTimeLimitExceeded:
         message = f"Timed out after {kind.soft_time_limit} s"
-        reporter.log(message, LogLevel.ERROR)
         finish(operation, State.FAILED, message, message)
     except OperationFailed as exc:
-        reporter.log(str(exc), LogLevel.ERROR)
         finish(operation, State.FAILED, str(exc), str(exc))
     except Exception as exc:
         logger.exception("operation %s raised", operation.pk)

@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from apps.accounts.access import (
     mark_reauthenticated,
@@ -88,6 +89,9 @@ def operation_detail(request: PortalRequest, pk: int) -> HttpResponse:
     after = request.GET.get("after", "")
     lines = OperationLogLine.objects.filter(operation=operation)
     if request.htmx and after.isdigit():
+        if operation.is_final:
+            # It ended: reload the whole page once, so that the facts and buttons match.
+            return HttpResponseClientRefresh()
         # A poll: the status block and only the log lines after the cursor.
         new_lines = list(lines.filter(pk__gt=int(after)))
         cursor = new_lines[-1].pk if new_lines else int(after)
@@ -127,11 +131,12 @@ def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
     if not (request_form.is_valid() and parameters.is_valid()):
         return render(request, "operations/start.html", context, status=400)
     cleaned = {name: parameters.cleaned_data[name] for name in parameters.fields}
+    labelled = [(parameters[name].label, value) for name, value in cleaned.items()]
     needs_password = kind.destructive and not reauthentication_is_fresh(request)
     reauth_form = ReauthenticationForm(request, data if "confirmed" in request.POST else None)
     context.update(
         {
-            "params": cleaned,
+            "params": labelled,
             "summary": kind.summary(target, cleaned),
             "command": kind.command(target, cleaned),
             "needs_approval": kind.needs_approval(target),

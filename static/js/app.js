@@ -8,7 +8,10 @@
       if (el.dataset.described) return;
       var when = new Date(el.getAttribute("datetime"));
       if (isNaN(when)) return;
-      var local = when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium", timeZoneName: "short" });
+      var local = when.toLocaleString(undefined, {
+        year: "numeric", month: "short", day: "numeric",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"
+      });
       el.title = local + "\n" + when.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
       el.dataset.described = "1";
     });

@@ -205,3 +205,11 @@ def test_cancelling_twice_says_it_has_ended(operator: Any) -> None:
     operation = make_operation(operator, state=State.SUCCEEDED)
     response = client_for(operator).post(f"/operations/{operation.pk}/cancel/", follow=True)
     assert "has already ended" in response.content.decode()
+
+
+def test_a_poll_that_finds_the_operation_ended_reloads_the_page(viewer: Any, operator: Any) -> None:
+    operation = make_operation(operator, state=State.FAILED)
+    response = client_for(viewer).get(
+        f"/operations/{operation.pk}/?after=0", headers={"HX-Request": "true"}
+    )
+    assert response["HX-Refresh"] == "true"

@@ -1,8 +1,9 @@
-"""A real Celery worker in its own process (its own session, so it can be SIGKILLed whole),
-on the broker and the test database this test run uses."""
+"""A real Celery worker in its own process session (so it can be SIGKILLed whole), on the
+broker and the database of this run. Used by the tests and by `make bench`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from tests.support.waiting import wait_for
 
 
 def database_url() -> str:
-    """The test database (pytest-django renamed it) as a URL for another process."""
+    """The database this process uses (pytest-django renames it) as a URL for another."""
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
@@ -33,46 +34,42 @@ class Worker:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "OPERATIONS_HEARTBEAT_SECONDS": "1",
-        }
+        env = {**os.environ, "DATABASE_URL": database_url(), "OPERATIONS_HEARTBEAT_SECONDS": "1"}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "opsportal",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--pool",
-                "prefork",
-                "--hostname",
-                self.name,
-                "--without-gossip",
-                "--without-mingle",
-                "--purge",
-            ],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "opsportal",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    "2",
+                    "--pool",
+                    "prefork",
+                    "--hostname",
+                    self.name,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--purge",
+                ],  # fmt: skip
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(self._ready, timeout=60, what=f"worker {self.name} to be ready")
         return self
 
     def _ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            raise AssertionError(f"worker exited early:\n{self.log_tail()}")
         return b" ready." in self.log_path.read_bytes()
 
     def kill(self) -> None:
@@ -82,13 +79,20 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM to the main process only: a warm shutdown lets the task in hand return and
+        then ends the pool children itself. SIGKILL to the whole group if it lingers."""
+        if self.process is None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log_tail(self, characters: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-characters:]
+        except FileNotFoundError:
+            return "(no worker log)"

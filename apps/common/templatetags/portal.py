@@ -51,9 +51,14 @@ def state_badge(state: str) -> SafeString:
 def reltime(value: datetime | None) -> SafeString:
     """ "4 minutes ago", with the UTC time in the title; static/app.js adds the viewer's zone."""
     if value is None:
-        return format_html('<span class="text-body-secondary">—</span>')
+        return format_html('<span class="text-body-secondary">{}</span>', "—")
     now = timezone.now()
-    words = f"{timesince(value, now)} ago" if value <= now else f"in {timesince(now, value)}"
+    if abs((now - value).total_seconds()) < 60:
+        words = "just now"
+    elif value <= now:
+        words = f"{timesince(value, now)} ago"
+    else:
+        words = f"in {timesince(now, value)}"
     utc = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), utc, words)
 
