@@ -11,8 +11,7 @@ from apps.audit.choices import Outcome
 from apps.audit.models import AuditEvent
 from apps.audit.records import verify_chain
 from apps.common.http import PortalRequest
-
-PAGE_SIZE = 50
+from apps.common.paging import keyset_page
 
 
 class AuditFilterForm(forms.Form):
@@ -44,16 +43,12 @@ def event_list(request: PortalRequest) -> HttpResponse:
             events = events.filter(outcome=filters["outcome"])
         if filters["operation"]:
             events = events.filter(operation_id=filters["operation"])
-        if filters["before"]:
-            events = events.filter(seq__lt=filters["before"])
-    rows = list(events[: PAGE_SIZE + 1])
-    next_before = rows[PAGE_SIZE - 1].seq if len(rows) > PAGE_SIZE else None
-    query = request.GET.copy()
-    query.pop("before", None)
+    before = form.cleaned_data.get("before") if form.is_valid() else None
+    page = keyset_page(request, events, "seq", before)
     context = {
         "form": form,
-        "events": rows[:PAGE_SIZE],
-        "next_query": f"{query.urlencode()}&before={next_before}" if next_before else "",
+        "events": page.rows,
+        "next_query": page.next_query,
         "filtered": any(
             request.GET.get(name) for name in ("q", "actor", "action", "outcome", "operation")
         ),

@@ -26,7 +26,11 @@ def home(request: PortalRequest) -> HttpResponse:
         if user.has_perm("operations.approve_operation")
         else []
     )
-    kinds = [kind for kind in all_kinds() if user.has_perm(kind.permission)]
+    kinds = [
+        kind
+        for kind in all_kinds()
+        if kind.default_target is not None and user.has_perm(kind.permission)
+    ]
     return render(
         request, "common/home.html", {"recent": recent, "waiting": waiting, "kinds": kinds}
     )

@@ -75,6 +75,7 @@ register(
         form_class=PingForm,
         soft_time_limit=240,
         time_limit=300,
+        default_target=PORTAL_TARGET_ID,
         summary=lambda target, params: (
             f"A worker checks the database, the broker and the backup storage of {target.label}."
         ),

@@ -62,6 +62,9 @@ class OperationKind:
     approval: Approval = Approval.NEVER
     soft_time_limit: int = 300
     time_limit: int = 360
+    # Kinds with one obvious target (the portal itself) can be started from the home page;
+    # the others start from the page of what they act on.
+    default_target: str | None = None
     # What will happen, in one sentence, and the equivalent command of the runbooks.
     summary: Callable[[Target, dict[str, Any]], str] = field(default=lambda target, params: "")
     command: Callable[[Target, dict[str, Any]], str] = field(default=lambda target, params: "")

@@ -17,6 +17,7 @@ from apps.accounts.access import (
 from apps.accounts.forms import ReauthenticationForm
 from apps.audit.records import record
 from apps.common.http import PortalRequest
+from apps.common.paging import keyset_page
 from apps.operations import actions
 from apps.operations.choices import State
 from apps.operations.forms import (
@@ -27,8 +28,6 @@ from apps.operations.forms import (
 )
 from apps.operations.models import Operation, OperationLogLine
 from apps.operations.registry import UnknownKind, get_kind
-
-PAGE_SIZE = 50
 
 
 @require_permission("operations.view_operation")
@@ -45,16 +44,12 @@ def operation_list(request: PortalRequest) -> HttpResponse:
             operations = operations.filter(state=filters["state"])
         if filters["mine"]:
             operations = operations.filter(requested_by=request.user)
-        if filters["before"]:
-            operations = operations.filter(pk__lt=filters["before"])
-    rows = list(operations[: PAGE_SIZE + 1])
-    next_before = rows[PAGE_SIZE - 1].pk if len(rows) > PAGE_SIZE else None
-    query = request.GET.copy()
-    query.pop("before", None)
+    before = form.cleaned_data.get("before") if form.is_valid() else None
+    page = keyset_page(request, operations, "pk", before)
     context = {
         "form": form,
-        "operations": rows[:PAGE_SIZE],
-        "next_query": f"{query.urlencode()}&before={next_before}" if next_before else "",
+        "operations": page.rows,
+        "next_query": page.next_query,
         "filtered": any(request.GET.get(name) for name in ("kind", "state", "mine")),
     }
     if request.htmx and not request.htmx.boosted:
@@ -194,11 +189,15 @@ def operation_cancel(request: PortalRequest, pk: int) -> HttpResponse:
     )
 
 
+def _comment(request: PortalRequest) -> str:
+    form = CommentForm(request.POST)
+    return form.cleaned_data["comment"] if form.is_valid() else ""
+
+
 @require_permission("operations.approve_operation")
 @require_POST
 def operation_approve(request: PortalRequest, pk: int) -> HttpResponse:
-    form = CommentForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    comment = _comment(request)
     return _act(
         request,
         pk,
@@ -210,8 +209,7 @@ def operation_approve(request: PortalRequest, pk: int) -> HttpResponse:
 @require_permission("operations.approve_operation")
 @require_POST
 def operation_reject(request: PortalRequest, pk: int) -> HttpResponse:
-    form = CommentForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    comment = _comment(request)
     return _act(
         request,
         pk,
