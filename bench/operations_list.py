@@ -24,9 +24,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.common.paging import PAGE_SIZE
 from apps.operations.choices import State
 from apps.operations.models import Operation, hash_params
-from apps.operations.views import PAGE_SIZE
 from bench import tracing
 from bench.fixtures import empty_operations_table
 from bench.report import heading, ms, percentile, table, verdict
