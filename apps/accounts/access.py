@@ -9,38 +9,17 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from apps.audit.choices import Outcome
-from apps.audit.records import AuditTarget, record
+from apps.audit.records import record
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
 REAUTH_SESSION_KEY = "reauthenticated_at"
-
-
-def audit_denied(
-    user: AbstractBaseUser | AnonymousUser,
-    action: str,
-    *,
-    message: str,
-    target: AuditTarget | None = None,
-    data: dict[str, Any] | None = None,
-    operation_id: int | None = None,
-) -> None:
-    record(
-        action,
-        actor=user,
-        outcome=Outcome.DENIED,
-        target=target,
-        reason=message,
-        data=data,
-        operation_id=operation_id,
-    )
 
 
 def require_permission(permission: str) -> Callable[[View], View]:
@@ -52,10 +31,11 @@ def require_permission(permission: str) -> Callable[[View], View]:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not request.user.has_perm(permission):
-                audit_denied(
-                    request.user,
+                record(
                     "access.denied",
-                    message=f"Missing permission {permission}",
+                    actor=request.user,
+                    outcome=Outcome.DENIED,
+                    reason=f"Missing permission {permission}",
                     data={"path": request.path, "method": request.method, "view": view.__name__},
                 )
                 raise PermissionDenied(f"Your role does not allow this ({permission}).")

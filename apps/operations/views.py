@@ -71,7 +71,6 @@ def _decision_context(request: PortalRequest, operation: Operation) -> dict[str,
         "can_run": operation.state == State.APPROVED and user.has_perm("operations.run_operation"),
         "can_edit": operation.state in (State.AWAITING_APPROVAL, State.APPROVED)
         and operation.requested_by_id == user.pk,
-        "comment_form": CommentForm(),
     }
 
 
