@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+KUBE_PORT ?= 8001
+KUBE_TOKEN := var/dev-kube-emulator-token
 
 .PHONY: install demo test bench vendor clean
 
@@ -18,10 +20,12 @@ install: $(VENV)/.installed
 demo: install
 	DEBUG=true $(PY) manage.py migrate --noinput
 	DEBUG=true $(PY) manage.py seed_demo
+	mkdir -p var && test -s $(KUBE_TOKEN) || $(PY) -c 'import secrets; print(secrets.token_urlsafe(32))' > $(KUBE_TOKEN)
+	DEBUG=true $(PY) manage.py seed_services_demo --url http://127.0.0.1:$(KUBE_PORT) --token "$$(cat $(KUBE_TOKEN))"
 	@echo
-	@echo "OpsPortal is starting at http://127.0.0.1:$(PORT)/  (web, worker and beat; Ctrl-C stops all three)"
+	@echo "OpsPortal is starting at http://127.0.0.1:$(PORT)/  (web, worker, beat and the Kubernetes API emulator on port $(KUBE_PORT); Ctrl-C stops them all)"
 	@echo
-	DEBUG=true PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile.demo
+	DEBUG=true PORT=$(PORT) KUBE_PORT=$(KUBE_PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile.demo
 
 test: install
 	scripts/test.sh

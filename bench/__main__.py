@@ -4,6 +4,9 @@
    Celery worker, over 200 operations on the Redis broker;
 2. the operations list (``bench.operations_list``): server time and SQL queries at 100 and at
    10,000 operations;
+3. the services dashboard (``bench.dashboard``): server time and SQL queries at 30 and 300
+   services in 2 environments;
+4. one health probe cycle over 600 targets (``bench.probes``) against a local HTTP server;
 
 then the peak memory of this process and the run time. Run it through ``make bench`` (which
 runs ``scripts/bench.sh``): it must not run against a database that matters, since it empties
@@ -33,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--operations", type=int, default=200, help="for dispatch latency")
     parser.add_argument("--requests", type=int, default=50, help="per page of the list")
-    parser.add_argument("--only", choices=["dispatch", "list"], help="run one benchmark")
+    parser.add_argument(
+        "--only", choices=["dispatch", "list", "dashboard", "probes"], help="run one benchmark"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsportal.settings")
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from bench import dispatch, operations_list
+    from bench import dashboard, dispatch, operations_list, probes
     from bench.fixtures import bench_operator, empty_operations_table, signed_in_client
     from tests.support.worker import Worker
 
@@ -79,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "list"):
         results, loads = operations_list.measure(client, operator, args.requests)
         print(operations_list.render(results, loads, args.requests), flush=True)
+
+    if args.only in (None, "dashboard"):
+        dashboard_results = dashboard.measure(client, operator, args.requests)
+        print(dashboard.render(dashboard_results, args.requests), flush=True)
+
+    if args.only in (None, "probes"):
+        print(probes.render(probes.measure()), flush=True)
 
     empty_operations_table()
     print(

@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.audit",
     "apps.operations",
+    "apps.services",
 ]
 
 MIDDLEWARE = [
@@ -285,10 +286,34 @@ OPERATIONS_APPROVAL_TTL = timedelta(minutes=env_int("OPERATIONS_APPROVAL_MINUTES
 OPERATIONS_REQUIRE_APPROVAL = env_list("OPERATIONS_REQUIRE_APPROVAL", [])
 BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
 
+# --- Services: health probes and the deployments' observed state ---------------------------
+
+HEALTH_PROBE_INTERVAL = timedelta(seconds=env_int("HEALTH_PROBE_SECONDS", 30, minimum=5))
+HEALTH_PROBE_TIMEOUT_SECONDS = env_int("HEALTH_PROBE_TIMEOUT_SECONDS", 5, minimum=1)
+HEALTH_PROBE_CONCURRENCY = env_int("HEALTH_PROBE_CONCURRENCY", 32, minimum=1)
+# Raw probe results are kept this long; hourly rollups keep the uptime for longer.
+HEALTH_RAW_RETENTION = timedelta(hours=env_int("HEALTH_RAW_RETENTION_HOURS", 48, minimum=25))
+HEALTH_TLS_WARNING_DAYS = env_int("HEALTH_TLS_WARNING_DAYS", 30, minimum=1)
+# A CA bundle trusted besides the system's, for health URLs behind an internal CA.
+HEALTH_PROBE_CA_BUNDLE = env_str("HEALTH_PROBE_CA_BUNDLE", "") or None
+DEPLOYMENTS_REFRESH_SECONDS = env_int("DEPLOYMENTS_REFRESH_SECONDS", 30, minimum=5)
+
 CELERY_BEAT_SCHEDULE = {
     "reap-operations": {
         "task": "apps.operations.tasks.reap_operations",
         "schedule": float(OPERATIONS_REAPER_INTERVAL_SECONDS),
+    },
+    "probe-health": {
+        "task": "apps.services.tasks.probe_health",
+        "schedule": HEALTH_PROBE_INTERVAL.total_seconds(),
+    },
+    "roll-up-health": {
+        "task": "apps.services.tasks.roll_up_health",
+        "schedule": 600.0,
+    },
+    "refresh-deployments": {
+        "task": "apps.services.tasks.refresh_deployments",
+        "schedule": float(DEPLOYMENTS_REFRESH_SECONDS),
     },
 }
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("operations/", include("apps.operations.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("services/", include("apps.services.urls")),
 ]
 
 handler403 = "apps.common.views.forbidden"

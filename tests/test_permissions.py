@@ -5,16 +5,27 @@ cannot slip in without someone deciding who may use it."""
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from apps.audit.models import AuditEvent
 from apps.operations.choices import State
+from apps.services.choices import ClusterAccess
+from apps.services.models import (
+    Cluster,
+    DeployFreeze,
+    DeploymentTarget,
+    Environment,
+    Service,
+)
 from tests.factories import make_operation, make_user
 
 pytestmark = pytest.mark.core
@@ -80,11 +91,70 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         "POST": signed_in(403, 403, 302, 302),
     },
     "audit:list": {"GET": signed_in(403, 200, 200, 200), "POST": signed_in(403, 405, 405, 405)},
+    **{
+        f"services:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("dashboard", "detail", "environments", "clusters", "freezes", "deployment")
+    },
+    # Admins manage the catalog; an empty POST is a form with errors.
+    **{
+        f"services:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in (
+            "create",
+            "edit",
+            "environment-create",
+            "environment-edit",
+            "cluster-create",
+            "cluster-edit",
+            "target-create",
+            "target-edit",
+            "freeze-create",
+        )
+    },
+    **{
+        f"services:{name}": {
+            "GET": signed_in(403, 403, 403, 405),
+            "POST": signed_in(403, 403, 403, 302),
+        }
+        for name in ("cluster-check", "freeze-lift")
+    },
     "audit:integrity": {
         "GET": signed_in(403, 200, 200, 200),
         "POST": signed_in(403, 405, 405, 405),
     },
 }
+
+
+@dataclass
+class _Catalog:
+    service: Service
+    target: DeploymentTarget
+    freeze: DeployFreeze
+
+
+def _catalog(user: Any) -> _Catalog:
+    """One of each services object, for the URLs that name one. The cluster is "in-cluster",
+    which this machine is not: its pages say so instead of answering with a 500."""
+    service = Service.objects.create(name="perm-svc", slug="perm-svc", team="T")
+    environment = Environment.objects.create(name="perm-env", slug="perm-env")
+    cluster = Cluster.objects.create(name="perm-cluster", access=ClusterAccess.IN_CLUSTER)
+    target = DeploymentTarget.objects.create(
+        service=service,
+        environment=environment,
+        cluster=cluster,
+        namespace="ns",
+        deployment="perm",
+        container="app",
+    )
+    freeze = DeployFreeze.objects.create(
+        reason="perm", created_by=user, expires_at=timezone.now() + timedelta(hours=1)
+    )
+    return _Catalog(service, target, freeze)
 
 
 def _url_names(patterns: list[Any], namespace: str = "") -> list[tuple[str, URLPattern]]:
@@ -134,8 +204,18 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         if persona == "anonymous"
         else make_user(f"{persona}-user", None if persona == "nobody" else persona)
     )
+    catalog = _catalog(requester)
     kwargs_for: dict[str, dict[str, object]] = {
         "operations:start": {"kind_name": "diagnostics.ping"},
+        "services:detail": {"slug": catalog.service.slug},
+        "services:edit": {"slug": catalog.service.slug},
+        "services:target-create": {"slug": catalog.service.slug},
+        "services:target-edit": {"pk": catalog.target.pk},
+        "services:deployment": {"pk": catalog.target.pk},
+        "services:environment-edit": {"pk": catalog.target.environment_id},
+        "services:cluster-edit": {"pk": catalog.target.cluster_id},
+        "services:cluster-check": {"pk": catalog.target.cluster_id},
+        "services:freeze-lift": {"pk": catalog.freeze.pk},
     }
     mismatches = []
     for name, pattern in _url_names(get_resolver().url_patterns):

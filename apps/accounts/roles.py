@@ -17,14 +17,27 @@ ROLES = [VIEWER, OPERATOR, ADMIN]
 
 # Permissions each role adds on top of the one before it ("app_label.codename").
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    VIEWER: ["operations.view_operation", "audit.view_auditevent"],
+    VIEWER: ["operations.view_operation", "audit.view_auditevent", "services.view_service"],
     OPERATOR: ["operations.run_operation"],
     ADMIN: [
         "operations.run_destructive_operation",
         "operations.approve_operation",
+        "operations.override_gate",
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",
+        "services.add_service",
+        "services.change_service",
+        "services.delete_service",
+        "services.add_environment",
+        "services.change_environment",
+        "services.add_cluster",
+        "services.change_cluster",
+        "services.add_deploymenttarget",
+        "services.change_deploymenttarget",
+        "services.delete_deploymenttarget",
+        "services.add_deployfreeze",
+        "services.change_deployfreeze",
     ],
 }
 

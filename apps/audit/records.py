@@ -138,3 +138,21 @@ def _walk(events: Iterator[AuditEvent]) -> ChainReport:
 def verify_chain() -> ChainReport:
     """Walk the whole chain in order and report the first broken link."""
     return _walk(AuditEvent.objects.order_by("seq").iterator(chunk_size=2000))
+
+
+def field_changes(form: Any) -> dict[str, list[Any]]:
+    """What a bound, valid form changed: {field: [before, after]} as strings, for the "data"
+    of an audit event. Secret fields are masked by ``record`` through their names."""
+    changes: dict[str, list[Any]] = {}
+    for name in form.changed_data:
+        if name not in form.cleaned_data:
+            continue
+        before = form.initial.get(name)
+        if hasattr(form.fields[name], "queryset") and before is not None:
+            before = str(form.fields[name].queryset.filter(pk=before).first() or before)
+        after = form.cleaned_data[name]
+        changes[name] = [
+            "" if before is None else str(before),
+            "" if after is None else str(after),
+        ]
+    return changes

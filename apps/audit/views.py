@@ -20,6 +20,8 @@ class AuditFilterForm(forms.Form):
     action = forms.CharField(required=False, max_length=100)
     outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *Outcome.choices])
     operation = forms.IntegerField(required=False, min_value=1)
+    target_type = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+    target_id = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
@@ -43,6 +45,10 @@ def event_list(request: PortalRequest) -> HttpResponse:
             events = events.filter(outcome=filters["outcome"])
         if filters["operation"]:
             events = events.filter(operation_id=filters["operation"])
+        if filters["target_type"]:
+            events = events.filter(target_type=filters["target_type"])
+        if filters["target_id"]:
+            events = events.filter(target_id=filters["target_id"])
     before = form.cleaned_data.get("before") if form.is_valid() else None
     page = keyset_page(request, events, "seq", before)
     context = {
@@ -50,7 +56,8 @@ def event_list(request: PortalRequest) -> HttpResponse:
         "events": page.rows,
         "next_query": page.next_query,
         "filtered": any(
-            request.GET.get(name) for name in ("q", "actor", "action", "outcome", "operation")
+            request.GET.get(name)
+            for name in ("q", "actor", "action", "outcome", "operation", "target_type", "target_id")
         ),
     }
     if request.htmx and not request.htmx.boosted:

@@ -3,6 +3,7 @@ parameters, cancel. One transaction and one audit record each; the broker is tol
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -91,14 +92,31 @@ def resolve(kind_name: str, target_id: str) -> tuple[OperationKind, Target]:
     return kind, target
 
 
-def validate_params(kind: OperationKind, data: dict[str, Any]) -> dict[str, Any]:
+def validate_params(kind: OperationKind, target: Target, data: dict[str, Any]) -> dict[str, Any]:
     """The cleaned parameters as JSON-ready values, or InvalidParameters."""
-    form = kind.form_class(data=data)
+    form = kind.form_class(data=data, target=target)
     if not form.is_valid():
         raise InvalidParameters(
             {name: [str(error) for error in errors] for name, errors in form.errors.items()}
         )
     return {name: value for name, value in form.cleaned_data.items() if name in form.fields}
+
+
+def do_record_invalid_request(
+    actor: User, kind: OperationKind, target: Target, errors: dict[str, list[str]], data: Any
+) -> None:
+    """A request with bad parameters is turned away before anything is sent; the attempt is
+    audited (outcome failed) with what was typed, secrets masked by name."""
+    submitted = {name: data.get(name) for name in data} if hasattr(data, "get") else {}
+    submitted.pop("csrfmiddlewaretoken", None)
+    record(
+        "operation.invalid",
+        actor=actor,
+        outcome=Outcome.FAILED,
+        target=AuditTarget(target.type, target.id, target.label),
+        reason="; ".join(f"{name}: {' '.join(messages)}" for name, messages in errors.items()),
+        data={"kind": kind.name, "errors": errors, "submitted": submitted},
+    )
 
 
 def validate_reason(kind: OperationKind, target: Target, reason: str) -> str:
@@ -109,6 +127,11 @@ def validate_reason(kind: OperationKind, target: Target, reason: str) -> str:
     if len(reason) > MAX_REASON_LENGTH:
         raise OperationRefused(f"The reason is too long (at most {MAX_REASON_LENGTH} characters).")
     return reason
+
+
+def gate_blockers(kind: OperationKind, target: Target) -> list[str]:
+    """Why the kind's gate is closed on the target now; empty when it is open."""
+    return kind.gate(target) if kind.gate is not None else []
 
 
 def _active_on(target_key: str) -> Operation | None:
@@ -133,10 +156,12 @@ def do_start_operation(
     reason: str,
     *,
     idempotency_key: str | None = None,
+    override_gate: bool = False,
 ) -> Operation:
-    """Validate, check permission, and create the operation: queued (sent to a worker on
-    commit) or awaiting approval (approvers notified). The same idempotency key posted again
-    returns the operation it created the first time."""
+    """Validate, check permission and the kind's gate, and create the operation: queued (sent
+    to a worker on commit) or awaiting approval (approvers notified). The same idempotency key
+    posted again returns the operation it created the first time. ``override_gate`` lets an
+    admin through a closed gate, with a reason; the override is audited."""
     if idempotency_key:
         earlier = Operation.objects.filter(idempotency_key=idempotency_key).first()
         if earlier is not None:
@@ -151,8 +176,29 @@ def do_start_operation(
             kind_name=kind.name,
             target=AuditTarget(target.type, target.id, target.label),
         )
-    cleaned = validate_params(kind, params)
+    try:
+        cleaned = validate_params(kind, target, params)
+    except InvalidParameters as exc:
+        do_record_invalid_request(actor, kind, target, exc.errors, params)
+        raise
     reason = validate_reason(kind, target, reason)
+    blockers = gate_blockers(kind, target)
+    if blockers and not override_gate:
+        raise _refuse(
+            actor,
+            f"{kind.label} cannot start on {target.label}: {' '.join(blockers)}",
+            kind_name=kind.name,
+            target=AuditTarget(target.type, target.id, target.label),
+        )
+    if blockers and not actor.has_perm("operations.override_gate"):
+        raise _refuse(
+            actor,
+            "Only an admin can override the deploy gate.",
+            kind_name=kind.name,
+            target=AuditTarget(target.type, target.id, target.label),
+        )
+    if blockers and not reason:
+        raise OperationRefused("Say why you override the deploy gate: the reason is required.")
     needs_approval = kind.needs_approval(target)
     now = timezone.now()
     operation = Operation(
@@ -160,7 +206,8 @@ def do_start_operation(
         target_type=target.type,
         target_id=target.id,
         target_label=target.label,
-        target_key=target.key,
+        # A read-only kind does not hold its target: its key is its own.
+        target_key=target.key if kind.exclusive else f"{target.key}/{uuid.uuid4().hex}",
         environment=target.environment,
         is_production=target.is_production,
         params=cleaned,
@@ -173,6 +220,7 @@ def do_start_operation(
         created_at=now,
         queued_at=None if needs_approval else now,
         send_count=0 if needs_approval else 1,
+        gate_overridden=bool(blockers),
     )
     try:
         with transaction.atomic():
@@ -185,6 +233,15 @@ def do_start_operation(
                 data={"kind": kind.name, "params": cleaned},
                 operation_id=operation.pk,
             )
+            if blockers:
+                record(
+                    "operation.gate_overridden",
+                    actor=actor,
+                    target=_audit_target(operation),
+                    reason=reason,
+                    data={"kind": kind.name, "blockers": blockers},
+                    operation_id=operation.pk,
+                )
             if needs_approval:
                 transaction.on_commit(lambda: notify_approvers(operation))
             else:
@@ -349,7 +406,7 @@ def do_change_operation_params(
     if operation.requested_by_id != actor.pk:
         raise _refuse_on(actor, operation, "Only the requester can change the parameters.")
     kind = get_kind(operation.kind)
-    cleaned = validate_params(kind, params)
+    cleaned = validate_params(kind, operation.target, params)
     with transaction.atomic():
         operation = _locked(operation)
         if operation.state not in (State.AWAITING_APPROVAL, State.APPROVED):

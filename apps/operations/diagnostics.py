@@ -11,7 +11,13 @@ from django.conf import settings
 from apps.common.probes import check_backup_storage, check_broker, check_database, run_probe
 from apps.operations.models import Operation
 from apps.operations.progress import OperationFailed, Reporter
-from apps.operations.registry import OperationKind, Target, TargetNotFound, register
+from apps.operations.registry import (
+    OperationKind,
+    ParamsForm,
+    Target,
+    TargetNotFound,
+    register,
+)
 
 PORTAL_TARGET_ID = "self"
 
@@ -29,7 +35,7 @@ def portal_target(target_id: str) -> Target:
     )
 
 
-class PingForm(forms.Form):
+class PingForm(ParamsForm):
     pause_seconds = forms.IntegerField(
         label="Pause between checks (seconds)",
         min_value=0,

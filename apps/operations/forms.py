@@ -23,19 +23,42 @@ class RequestForm(forms.Form):
         help_text="Why you are doing this: a ticket, an incident, a sentence.",
     )
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    override_gate = forms.BooleanField(
+        label="Override the deploy gate",
+        required=False,
+        help_text="Admins only: go ahead despite the blockers above. The reason is required "
+        "and the override is audited.",
+    )
 
-    def __init__(self, *args: Any, kind: OperationKind, target: Target, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        kind: OperationKind,
+        target: Target,
+        gate_closed: bool = False,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("initial", {}).setdefault("idempotency_key", uuid.uuid4().hex)
         super().__init__(*args, **kwargs)
-        if target.is_production or kind.destructive:
+        if not gate_closed:
+            del self.fields["override_gate"]
+        if target.is_production or kind.destructive or gate_closed:
             self.fields["reason"].required = True
             self.fields["reason"].help_text = "Required here: " + str(
                 self.fields["reason"].help_text
             )
 
 
-def params_form(kind: OperationKind, data: Any = None, initial: Any = None) -> forms.Form:
-    return kind.form_class(data=data, initial=initial, prefix=PARAMS_PREFIX)
+def params_form(
+    kind: OperationKind, target: Target, data: Any = None, initial: Any = None
+) -> forms.Form:
+    return kind.form_class(data=data, initial=initial, prefix=PARAMS_PREFIX, target=target)
+
+
+def initial_params(query: Any) -> dict[str, str]:
+    """Parameters given in the URL (``?p-to_revision=41``), for links that prefill a form."""
+    prefix = f"{PARAMS_PREFIX}-"
+    return {name[len(prefix) :]: query[name] for name in query if name.startswith(prefix)}
 
 
 class CommentForm(forms.Form):

@@ -62,6 +62,8 @@ class Operation(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     send_count = models.PositiveSmallIntegerField(default=0)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # An admin started it through a closed gate (a freeze, an open incident), with a reason.
+    gate_overridden = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(default=timezone.now)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -107,6 +109,7 @@ class Operation(models.Model):
             ("run_operation", "Can start operations"),
             ("run_destructive_operation", "Can start destructive operations"),
             ("approve_operation", "Can approve or reject other people's operations"),
+            ("override_gate", "Can start changes through a closed deploy gate"),
         ]
 
     def __str__(self) -> str:

@@ -46,7 +46,16 @@ class UnknownKind(Exception):
     pass
 
 
-class NoParameters(forms.Form):
+class ParamsForm(forms.Form):
+    """The base of every kind's parameter form: it knows the target, so that it can check
+    parameters against it (replica bounds, a service's allowed flags)."""
+
+    def __init__(self, *args: Any, target: Target, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target = target
+
+
+class NoParameters(ParamsForm):
     """For kinds that take no parameters."""
 
 
@@ -57,11 +66,18 @@ class OperationKind:
     description: str
     handler: Callable[[Operation, Reporter], None]
     resolve_target: Callable[[str], Target]
-    form_class: type[forms.Form] = NoParameters
+    form_class: type[ParamsForm] = NoParameters
     destructive: bool = False
+    # An exclusive kind holds its target while active (one change at a time); read-only kinds
+    # (fetching logs) do not, so they can run beside a rollout.
+    exclusive: bool = True
+    # Why a change may not start on the target now (a freeze, an incident), in words; empty
+    # when it may. Checked when requested and again on the worker; an override is audited.
+    gate: Callable[[Target], list[str]] | None = None
     approval: Approval = Approval.NEVER
     soft_time_limit: int = 300
     time_limit: int = 360
+    icon: str = "play-circle"  # a Bootstrap icon name, for its button
     # Kinds with one obvious target (the portal itself) can be started from the home page;
     # the others start from the page of what they act on.
     default_target: str | None = None

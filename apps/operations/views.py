@@ -24,6 +24,7 @@ from apps.operations.forms import (
     CommentForm,
     OperationFilterForm,
     RequestForm,
+    initial_params,
     params_form,
 )
 from apps.operations.models import Operation, OperationLogLine
@@ -92,13 +93,25 @@ def operation_detail(request: PortalRequest, pk: int) -> HttpResponse:
         context = {"operation": operation, "lines": new_lines, "cursor": cursor, "poll": True}
         return render(request, "operations/detail.html#live", context)
     all_lines = list(lines)
+    try:
+        target_url = actions.resolve(operation.kind, operation.target_id)[1].url
+    except actions.OperationRefused:
+        target_url = ""  # the target is gone: its label stays, without a link
     context = {
         "operation": operation,
+        "target_url": target_url,
         "lines": all_lines,
         "cursor": all_lines[-1].pk if all_lines else 0,
         **_decision_context(request, operation),
     }
     return render(request, "operations/detail.html", context)
+
+
+def _shown(value: Any) -> Any:
+    """A parameter as the confirmation shows it: yes/no rather than True/False, — for empty."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "—" if value in (None, "") else value
 
 
 @require_permission("operations.run_operation")
@@ -112,20 +125,29 @@ def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
     except actions.OperationRefused as exc:
         return render(request, "operations/unavailable.html", {"message": exc.message}, status=404)
     data = request.POST if request.method == "POST" else None
-    request_form = RequestForm(data, kind=kind, target=target)
-    parameters = params_form(kind, data)
+    blockers = actions.gate_blockers(kind, target)
+    may_override = bool(blockers) and request.user.has_perm("operations.override_gate")
+    request_form = RequestForm(data, kind=kind, target=target, gate_closed=may_override)
+    parameters = params_form(kind, target, data, initial=initial_params(request.GET))
     context: dict[str, Any] = {
         "kind": kind,
         "target": target,
         "request_form": request_form,
         "params_form": parameters,
+        "blockers": blockers,
     }
     if request.method == "GET":
         return render(request, "operations/start.html", context)
     if not (request_form.is_valid() and parameters.is_valid()):
+        if not parameters.is_valid():
+            errors = {
+                name: [str(error) for error in messages]
+                for name, messages in parameters.errors.items()
+            }
+            actions.do_record_invalid_request(request.user, kind, target, errors, request.POST)
         return render(request, "operations/start.html", context, status=400)
     cleaned = {name: parameters.cleaned_data[name] for name in parameters.fields}
-    labelled = [(parameters[name].label, value) for name, value in cleaned.items()]
+    labelled = [(parameters[name].label, _shown(value)) for name, value in cleaned.items()]
     needs_password = kind.destructive and not reauthentication_is_fresh(request)
     reauth_form = ReauthenticationForm(request, data if "confirmed" in request.POST else None)
     context.update(
@@ -153,6 +175,7 @@ def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
             cleaned,
             request_form.cleaned_data["reason"],
             idempotency_key=request_form.cleaned_data["idempotency_key"],
+            override_gate=request_form.cleaned_data.get("override_gate", False),
         )
     except actions.OperationRefused as exc:
         context["refusal"] = exc
@@ -238,7 +261,7 @@ def operation_edit(request: PortalRequest, pk: int) -> HttpResponse:
     except UnknownKind as exc:
         return render(request, "operations/unavailable.html", {"message": str(exc)}, status=404)
     if request.method == "POST":
-        form = params_form(kind, request.POST)
+        form = params_form(kind, operation.target, request.POST)
         if form.is_valid():
             try:
                 cleaned = {name: form.cleaned_data[name] for name in form.fields}
@@ -249,7 +272,7 @@ def operation_edit(request: PortalRequest, pk: int) -> HttpResponse:
                 messages.success(request, "Parameters changed: the operation needs approval again.")
             return redirect(operation)
     else:
-        form = params_form(kind, initial=operation.params)
+        form = params_form(kind, operation.target, initial=operation.params)
     return render(
         request, "operations/edit.html", {"operation": operation, "kind": kind, "params_form": form}
     )

@@ -79,3 +79,22 @@ def field_input(field: BoundField) -> SafeString:
     if field.help_text:
         attrs["aria-describedby"] = f"{field.auto_id}_help"
     return field.as_widget(attrs=attrs)
+
+
+@register.filter
+def kind_label(name: str) -> str:
+    """An operation kind's label from its name ("services.rollout" → "Roll out an image")."""
+    from apps.operations.registry import UnknownKind, get_kind
+
+    try:
+        return get_kind(name).label
+    except UnknownKind:
+        return name
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """A fraction as a percentage people read: 0.9993 → "99.93 %"."""
+    if value is None:
+        return "—"
+    return f"{value * 100:.2f} %"
