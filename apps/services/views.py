@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -16,6 +17,7 @@ from apps.common.http import PortalRequest
 from apps.operations.models import Operation
 from apps.operations.registry import get_kind
 from apps.services import actions, badges, gate, probes
+from apps.services.badges import Badge
 from apps.services.cluster import ClusterError
 from apps.services.forms import (
     HEALTH_ORDER,
@@ -37,13 +39,44 @@ from apps.services.models import (
 from apps.services.observe import deployment_of
 
 
+def _shortened(text: str, length: int) -> str:
+    return text if len(text) <= length else f"{text[: length - 1]}…"
+
+
 @dataclass(frozen=True)
 class Tile:
-    """One service in one environment on the dashboard."""
+    """One service in one environment on the dashboard, as plain values: hundreds are drawn
+    per view, and every lookup a template makes through related objects costs."""
 
-    target: DeploymentTarget
+    url: str
+    label: str
     health: str
-    badges: list[badges.Badge]
+    replicas: str
+    image: str
+    tag: str
+    badges: list[Badge]
+    change: Operation | None
+
+    @classmethod
+    def of(
+        cls,
+        target: DeploymentTarget,
+        service: Service,
+        environment: Environment,
+        now: datetime,
+        found_badges: list[Badge],
+    ) -> Tile:
+        known = target.desired_replicas is not None
+        return cls(
+            url=f"{service.get_absolute_url()}?env={environment.slug}",
+            label=f"{service.name} in {environment.name}",
+            health=target.health_now(now),
+            replicas=f"{target.ready_replicas}/{target.desired_replicas}" if known else "?/?",
+            image=target.observed_image,
+            tag=_shortened(target.image_tag, 24) if target.observed_image else "",
+            badges=found_badges,
+            change=target.last_change,
+        )
 
 
 # The buttons of a service page, in the order people reach for them.
@@ -74,16 +107,14 @@ def dashboard(request: PortalRequest) -> HttpResponse:
         services = services.filter(tier=tier)
     environments = list(Environment.objects.all())
     service_list = list(services.only("name", "slug", "team", "tier"))
-    targets = DeploymentTarget.objects.for_dashboard().filter(
-        service_id__in=[service.pk for service in service_list]
-    )
+    targets = DeploymentTarget.objects.for_dashboard().filter(service__in=services)
     now = timezone.now()
     by_place = {(target.service_id, target.environment_id): target for target in targets}
     target_badges = badges.for_targets(list(by_place.values()), now)
     rows = []
     for service in service_list:
         cells = [
-            Tile(target, target.health_now(now), target_badges.get(target.pk, []))
+            Tile.of(target, service, environment, now, target_badges.get(target.pk, []))
             if (target := by_place.get((service.pk, environment.pk)))
             else None
             for environment in environments

@@ -321,3 +321,18 @@ def test_an_admin_freezes_and_lifts(admin: Any, catalog: Catalog) -> None:
     assert freeze.lifted_by == admin
     actions_seen = set(AuditEvent.objects.values_list("action", flat=True))
     assert {"deployfreeze.created", "deployfreeze.lifted"} <= actions_seen
+
+
+def test_a_closed_gate_offers_the_override_to_admins_only(
+    operator: Any, admin: Any, catalog: Catalog
+) -> None:
+    DeployFreeze.objects.create(
+        reason="Launch day", created_by=admin, expires_at="2999-01-01T00:00:00Z"
+    )
+    url = f"/operations/start/services.rollout/?target={catalog.target.pk}"
+    as_operator = client_for(operator).get(url).content.decode()
+    as_admin = client_for(admin).get(url).content.decode()
+    assert "Launch day" in as_operator
+    assert "Ask an admin" in as_operator
+    assert 'name="override_gate"' not in as_operator
+    assert 'name="override_gate"' in as_admin

@@ -4,6 +4,7 @@ alone) and relative times with the absolute time on hover."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 
 from django import forms, template
 from django.forms import BoundField
@@ -36,6 +37,12 @@ _STATES: dict[str, tuple[str, str, str]] = {
 
 @register.simple_tag
 def state_badge(state: str) -> SafeString:
+    return _badge(state)
+
+
+@cache
+def _badge(state: str) -> SafeString:
+    # A handful of states, drawn hundreds of times on a dashboard: made once each.
     modifier, icon, word = _STATES.get(state, ("secondary", "circle", state.replace("_", " ")))
     return format_html(
         '<span class="badge state state-{} text-bg-{}"><i class="bi bi-{}" aria-hidden="true">'
