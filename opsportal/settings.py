@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
@@ -310,6 +311,10 @@ CELERY_BEAT_SCHEDULE = {
     "roll-up-health": {
         "task": "apps.services.tasks.roll_up_health",
         "schedule": 600.0,
+    },
+    "verify-audit-chain": {
+        "task": "apps.audit.tasks.verify_audit_chain",
+        "schedule": crontab(hour=3, minute=17),  # nightly, off the hour
     },
     "refresh-deployments": {
         "task": "apps.services.tasks.refresh_deployments",

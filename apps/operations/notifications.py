@@ -5,34 +5,16 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db.models import Q
 
+from apps.accounts.contacts import admin_emails
 from apps.operations.models import Operation
 
 logger = logging.getLogger(__name__)
 
 
-def approvers_for(operation: Operation) -> list[str]:
-    """Email addresses of the active admins who may approve, never the requester."""
-    user_model = get_user_model()
-    holders = (
-        user_model.objects.filter(is_active=True)
-        .filter(
-            Q(is_superuser=True)
-            | Q(groups__permissions__codename="approve_operation")
-            | Q(user_permissions__codename="approve_operation")
-        )
-        .exclude(pk=operation.requested_by_id)
-        .exclude(email="")
-        .distinct()
-    )
-    return sorted(holders.values_list("email", flat=True))
-
-
 def notify_approvers(operation: Operation) -> None:
-    recipients = approvers_for(operation)
+    recipients = admin_emails(excluding=operation.requested_by_id)
     if not recipients:
         logger.warning("operation %s awaits approval but no approver has an email", operation.pk)
         return

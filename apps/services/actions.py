@@ -13,11 +13,17 @@ from apps.audit.records import AuditTarget, field_changes, record
 from apps.services.choices import ClusterAccess
 from apps.services.cluster import ClusterError, kubeconfig_server, server_version
 from apps.services.forms import ClusterForm
-from apps.services.models import Cluster, DeployFreeze
+from apps.services.models import TARGET_TYPE, Cluster, DeployFreeze, DeploymentTarget
 
 
 def audit_target(instance: models.Model) -> AuditTarget:
-    return AuditTarget(f"services.{instance._meta.model_name}", str(instance.pk), str(instance))
+    # A target is "services.target" everywhere: its operations are recorded under that name.
+    kind = (
+        TARGET_TYPE
+        if isinstance(instance, DeploymentTarget)
+        else f"services.{instance._meta.model_name}"
+    )
+    return AuditTarget(kind, str(instance.pk), str(instance))
 
 
 def do_save_catalog_entry(actor: User, form: Any) -> Any:

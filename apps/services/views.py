@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db.models import Q
@@ -13,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.access import require_permission
+from apps.audit.history import recent_history
 from apps.common.http import PortalRequest
 from apps.operations.models import Operation
 from apps.operations.registry import get_kind
@@ -153,7 +155,16 @@ def service_detail(request: PortalRequest, slug: str) -> HttpResponse:
         DeploymentTarget.objects.filter(service=service).select_related("environment", "cluster")
     )
     target = _chosen(targets, request.GET.get("env"))
-    context: dict[str, Any] = {"service": service, "targets": targets, "target": target}
+    context: dict[str, Any] = {
+        "service": service,
+        "targets": targets,
+        "target": target,
+        # The service itself and every environment's target: its whole story on one page.
+        "history": recent_history(
+            [("services.service", service.pk)] + [(TARGET_TYPE, each.pk) for each in targets]
+        ),
+        "history_url": f"{reverse('audit:list')}?{urlencode({'q': service.name})}",
+    }
     if target is not None:
         now = timezone.now()
         kinds = [get_kind(name) for name in ACTION_KINDS]

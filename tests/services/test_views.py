@@ -336,3 +336,29 @@ def test_a_closed_gate_offers_the_override_to_admins_only(
     assert "Ask an admin" in as_operator
     assert 'name="override_gate"' not in as_operator
     assert 'name="override_gate"' in as_admin
+
+
+def test_the_service_page_shows_its_history_with_the_field_changes(
+    admin: Any, catalog: Catalog
+) -> None:
+    client = client_for(admin)
+    response = client.post(
+        f"/services/targets/{catalog.target.pk}/edit/",
+        {
+            "environment": catalog.staging.pk,
+            "cluster": catalog.cluster.pk,
+            "namespace": "shop",
+            "deployment": "api-staging",
+            "container": "api",
+            "min_replicas": 2,
+            "max_replicas": 6,
+        },
+    )
+    assert response.status_code == 302
+    page = client.get("/services/shop-api/?env=staging").content.decode()
+    history = page.split('data-testid="history"')[1]
+    assert "deploymenttarget.changed" in history
+    assert "<del>4</del> → <ins>6</ins>" in history
+    assert "<del>1</del> → <ins>2</ins>" in history
+    event = AuditEvent.objects.get(action="deploymenttarget.changed")
+    assert (event.target_type, event.target_id) == ("services.target", str(catalog.target.pk))
