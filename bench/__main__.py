@@ -7,6 +7,8 @@
 3. the services dashboard (``bench.dashboard``): server time and SQL queries at 30 and 300
    services in 2 environments;
 4. one health probe cycle over 600 targets (``bench.probes``) against a local HTTP server;
+5. the audit history (``bench.audit``) with 1,000,000 events: filtered pages at the first and a
+   deep cursor, free-text search, and a CSV export of all of them (time and peak memory);
 
 then the peak memory of this process and the run time. Run it through ``make bench`` (which
 runs ``scripts/bench.sh``): it must not run against a database that matters, since it empties
@@ -37,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operations", type=int, default=200, help="for dispatch latency")
     parser.add_argument("--requests", type=int, default=50, help="per page of the list")
     parser.add_argument(
-        "--only", choices=["dispatch", "list", "dashboard", "probes"], help="run one benchmark"
+        "--only",
+        choices=["dispatch", "list", "dashboard", "probes", "audit"],
+        help="run one benchmark",
     )
     args = parser.parse_args(argv)
 
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from bench import dashboard, dispatch, operations_list, probes
+    from bench import audit, dashboard, dispatch, operations_list, probes
     from bench.fixtures import bench_operator, empty_operations_table, signed_in_client
     from tests.support.worker import Worker
 
@@ -91,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.only in (None, "probes"):
         print(probes.render(probes.measure()), flush=True)
+
+    if args.only in (None, "audit"):
+        print(audit.render(audit.measure(client, args.requests)), flush=True)
 
     empty_operations_table()
     print(

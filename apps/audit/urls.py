@@ -7,5 +7,7 @@ from apps.audit import views
 app_name = "audit"
 urlpatterns = [
     path("", views.event_list, name="list"),
+    path("export.csv", views.export_csv, name="export-csv"),
+    path("export.jsonl", views.export_jsonl, name="export-jsonl"),
     path("integrity/", views.chain, name="integrity"),
 ]

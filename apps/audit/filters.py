@@ -1,0 +1,220 @@
+"""The filters of the audit history, shared by the list page and the exports: one form that
+reads them from the URL, the messages for the values it had to ignore, and the queryset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.db.models import Q, QuerySet
+from django.http import QueryDict
+from django.utils import timezone
+
+from apps.audit.choices import Outcome
+from apps.audit.models import AuditEvent
+
+# Largest value a PostgreSQL bigint holds: a bigger cursor or operation id would make the
+# database raise instead of matching nothing.
+MAX_BIGINT = 2**63 - 1
+REVERSED_RANGE = "The start date is after the end date"
+
+# The URL parameters, in the order a summary names them. The services pages link to
+# ?target_type=…&target_id=…, ?q=… and ?operation=…: these names are part of the URL contract.
+FILTERS = (
+    "actor",
+    "action",
+    "outcome",
+    "target_type",
+    "target_id",
+    "operation",
+    "since",
+    "until",
+    "q",
+)
+CURSOR = "before"
+PARAMETERS = (*FILTERS, CURSOR)
+
+
+class AuditFilterForm(forms.Form):
+    """The filters of the audit history as the URL carries them; every field is optional."""
+
+    q = forms.CharField(required=False, label="Search target or reason", max_length=200)
+    actor = forms.CharField(required=False, label="Actor", max_length=150)
+    action = forms.CharField(required=False, label="Action starts with", max_length=100)
+    outcome = forms.ChoiceField(
+        required=False, label="Outcome", choices=[("", "Any outcome"), *Outcome.choices]
+    )
+    operation = forms.IntegerField(
+        required=False, label="Operation", min_value=1, max_value=MAX_BIGINT
+    )
+    target_type = forms.CharField(
+        required=False, label="Object type", max_length=100, widget=forms.HiddenInput
+    )
+    target_id = forms.CharField(
+        required=False, label="Object", max_length=64, widget=forms.HiddenInput
+    )
+    since = forms.DateField(
+        required=False,
+        label="From",
+        input_formats=["%Y-%m-%d"],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    until = forms.DateField(
+        required=False,
+        label="To",
+        input_formats=["%Y-%m-%d"],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    before = forms.IntegerField(
+        required=False,
+        label="Page cursor",
+        min_value=1,
+        max_value=MAX_BIGINT,
+        widget=forms.HiddenInput,
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError(REVERSED_RANGE, code="reversed_range")
+        return cleaned
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A filter that could not be applied, said in words for the page and the export."""
+
+    name: str
+    label: str
+    value: str
+    why: str
+
+    def __str__(self) -> str:
+        value = self.value if len(self.value) <= 60 else self.value[:59] + "…"
+        shown = f' "{value}"' if value else ""
+        return f"{self.label}{shown} ignored: {self.why}"
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the URL asked for: the values that can be applied, the ones that were ignored and
+    why, and whether the request cannot match anything (a reversed date range)."""
+
+    form: AuditFilterForm
+    cleaned: dict[str, Any]
+    problems: list[Problem]
+    contradiction: str
+
+    @property
+    def active(self) -> bool:
+        return bool(self.contradiction) or any(
+            self.cleaned.get(name) not in (None, "") for name in FILTERS
+        )
+
+    def events(self) -> QuerySet[AuditEvent]:
+        if self.contradiction:
+            return AuditEvent.objects.none()
+        return filtered_events(self.cleaned)
+
+    def query_string(self) -> str:
+        """The applied filters as a query string, without the page cursor: what an export
+        or a "show all" link carries."""
+        query = QueryDict(mutable=True)
+        for name in FILTERS:
+            value = self.cleaned.get(name)
+            if value not in (None, ""):
+                query[name] = value.isoformat() if isinstance(value, date) else str(value)
+        return query.urlencode()
+
+    def summary(self) -> str:
+        return describe(self.cleaned) if not self.contradiction else self.contradiction
+
+
+def read_filters(params: QueryDict) -> AuditFilter:
+    """Read the filters from ``params``: an invalid value drops that filter alone, never the
+    others, and each drop becomes a Problem the page shows."""
+    form = AuditFilterForm(params)
+    form.is_valid()
+    problems: list[Problem] = []
+    for name, errors in form.errors.items():
+        if name == NON_FIELD_ERRORS:
+            continue
+        field = form.fields[name]
+        why = " ".join(str(error) for error in errors)
+        problems.append(Problem(name, str(field.label or name), params.get(name, ""), why))
+    contradiction = ""
+    if REVERSED_RANGE in form.non_field_errors():
+        contradiction = REVERSED_RANGE
+    for name in params:
+        if name not in PARAMETERS:
+            problems.append(Problem(name, name, params.get(name, ""), "not a filter of this page"))
+    cleaned = {
+        name: value
+        for name, value in getattr(form, "cleaned_data", {}).items()
+        if name not in form.errors
+    }
+    return AuditFilter(form, cleaned, problems, contradiction)
+
+
+def day_start(day: date) -> datetime:
+    """Midnight at the start of ``day`` in the portal's time zone."""
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_default_timezone())
+
+
+def filtered_events(cleaned: dict[str, Any]) -> QuerySet[AuditEvent]:
+    """Events matching the cleaned filters, newest first. Each filter maps to one condition that
+    an index of the table serves; see migration 0003."""
+    events = AuditEvent.objects.newest_first()
+    if actor := cleaned.get("actor"):
+        events = events.filter(actor_label=actor)
+    if action := cleaned.get("action"):
+        events = events.filter(action__startswith=action)
+    if outcome := cleaned.get("outcome"):
+        events = events.filter(outcome=outcome)
+    if target_type := cleaned.get("target_type"):
+        events = events.filter(target_type=target_type)
+    if target_id := cleaned.get("target_id"):
+        events = events.filter(target_id=target_id)
+    if operation := cleaned.get("operation"):
+        events = events.filter(operation_id=operation)
+    since, until = cleaned.get("since"), cleaned.get("until")
+    if since and until and since > until:
+        return events.none()
+    if since:
+        events = events.filter(created_at__gte=day_start(since))
+    # The end date is inclusive: everything before the next midnight. The last day the
+    # calendar has has no next midnight, and needs no bound.
+    if until and until < date.max:
+        events = events.filter(created_at__lt=day_start(until + timedelta(days=1)))
+    if text := cleaned.get("q"):
+        events = events.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
+    return events
+
+
+def describe(cleaned: dict[str, Any]) -> str:
+    """The filters in words, for the header of an export: "outcome is denied; actor is bob"."""
+    parts = []
+    if actor := cleaned.get("actor"):
+        parts.append(f"actor is {actor}")
+    if action := cleaned.get("action"):
+        parts.append(f"action starts with {action}")
+    if outcome := cleaned.get("outcome"):
+        parts.append(f"outcome is {outcome}")
+    if target_type := cleaned.get("target_type"):
+        parts.append(f"object type is {target_type}")
+    if target_id := cleaned.get("target_id"):
+        parts.append(f"object id is {target_id}")
+    if operation := cleaned.get("operation"):
+        parts.append(f"operation is #{operation}")
+    zone = timezone.get_default_timezone_name()
+    if since := cleaned.get("since"):
+        parts.append(f"on or after {since.isoformat()} ({zone})")
+    if until := cleaned.get("until"):
+        parts.append(f"on or before {until.isoformat()} ({zone})")
+    if text := cleaned.get("q"):
+        parts.append(f'target or reason contains "{text}"')
+    return "; ".join(parts) if parts else "all events"
