@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.operations",
     "apps.services",
+    "apps.backups",
 ]
 
 MIDDLEWARE = [
@@ -286,6 +287,19 @@ OPERATIONS_APPROVAL_TTL = timedelta(minutes=env_int("OPERATIONS_APPROVAL_MINUTES
 # Kinds that need a second admin's approval wherever they run, beyond what the kinds declare.
 OPERATIONS_REQUIRE_APPROVAL = env_list("OPERATIONS_REQUIRE_APPROVAL", [])
 BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
+
+# --- Backups -------------------------------------------------------------------------------
+
+# Directory storages must lie inside one of these (an admin cannot point the workers anywhere).
+BACKUP_LOCAL_ROOTS = env_list("BACKUP_LOCAL_ROOTS", [str(BACKUP_DIR)])
+# S3 multipart part size; parts grow by this much every 1000 parts (S3 allows 10,000).
+BACKUP_S3_PART_SIZE_MB = env_int("BACKUP_S3_PART_SIZE_MB", 8, minimum=8)
+BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 3, minimum=1)
+# The exact row counts taken at the start of a backup stop after this (statement_timeout).
+BACKUP_COUNT_TIMEOUT_SECONDS = env_int("BACKUP_COUNT_TIMEOUT_SECONDS", 300, minimum=1)
+BACKUP_TIME_LIMIT_SECONDS = env_int("BACKUP_TIME_LIMIT_SECONDS", 6 * 3600, minimum=60)
+# Where versioned PostgreSQL clients live: the pg_dump matching the server's major is used.
+BACKUP_PG_BIN_GLOB = env_str("BACKUP_PG_BIN_GLOB", "/usr/lib/postgresql/*/bin")
 
 # --- Services: health probes and the deployments' observed state ---------------------------
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("operations/", include("apps.operations.urls")),
     path("audit/", include("apps.audit.urls")),
     path("services/", include("apps.services.urls")),
+    path("backups/", include("apps.backups.urls")),
 ]
 
 handler403 = "apps.common.views.forbidden"

@@ -10,7 +10,9 @@
 # every service came up), so a failure never leaves a half-evaluated environment.
 # All progress goes to stderr.
 #
-# Exports: DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CHROMIUM_PATH.
+# Exports: DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CHROMIUM_PATH, S3_ENDPOINT_URL
+# (and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION test values when the
+# endpoint is moto's server started here).
 #
 # For each service the order is:
 #   1. the URL already in the environment, if it answers;
@@ -376,6 +378,94 @@ ensure_chromium() {
     add_export CHROMIUM_PATH "$CHROMIUM_BIN"
 }
 
+# ----------------------------------------------------------------------- S3 ---
+
+# moto's standalone S3 server (from the dev dependencies) on loopback, unless
+# S3_ENDPOINT_URL names an endpoint that answers. Objects live in its memory.
+MOTO_SERVER="$ROOT/.venv/bin/moto_server"
+
+# Does anything answer HTTP at URL? (Any status: an S3 endpoint says 403 to an
+# anonymous request.)
+http_ok() {
+    python3 - "$1" <<'EOF'
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=5)
+except urllib.error.HTTPError:
+    pass
+except Exception:
+    sys.exit(1)
+EOF
+}
+
+s3_throwaway_running() {
+    local entry pidfile pid
+    entry=$(started_entry s3) || return 1
+    read -r _ _ pidfile <<<"$entry"
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+s3_start_throwaway() {
+    local dir="$STATE_DIR/s3" port url i entry
+    [ -x "$MOTO_SERVER" ] || die "s3: $MOTO_SERVER is missing: run make install (moto[server] is a dev dependency)"
+    if entry=$(started_entry s3); then
+        log "s3: discarding stale throwaway server"
+        stop_s3 "$entry"
+    fi
+    mkdir -p "$dir"
+    port=$(free_port)
+    url="http://127.0.0.1:$port"
+    log "s3: starting moto's server on 127.0.0.1:$port"
+    # setsid + nohup: it outlives this script, like the other throwaway servers.
+    setsid nohup "$MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 </dev/null &
+    printf '%s\n' "$!" >"$dir/moto.pid"
+    record_started s3 "$url" "$dir/moto.pid"
+    for i in $(seq 100); do
+        http_ok "$url/moto-api/" && break
+        sleep 0.2
+    done
+    http_ok "$url/moto-api/" || { cat "$dir/moto.log" >&2 || true; die "s3: moto's server does not answer"; }
+    printf '%s\n' "$url" >"$STATE_DIR/s3.url"
+    S3_STARTED_URL=$url
+}
+
+stop_s3() {  # stop_s3 "<started line>"
+    local url pidfile pid
+    read -r _ url pidfile <<<"$1"
+    log "s3: stopping moto's server $url"
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid" || true; fi
+    rm -f "$STATE_DIR/s3.url"
+    [ "$pidfile" != "$STATE_DIR/s3/moto.pid" ] || rm -rf "$STATE_DIR/s3"
+    forget_started s3
+}
+
+ensure_s3() {
+    local url=""
+    if [ -n "${S3_ENDPOINT_URL:-}" ]; then
+        if http_ok "$S3_ENDPOINT_URL"; then
+            log "s3: using S3_ENDPOINT_URL"
+            add_export S3_ENDPOINT_URL "$S3_ENDPOINT_URL"
+            return 0
+        fi
+        log "s3: S3_ENDPOINT_URL does not answer; looking further"
+    fi
+    if [ -f "$STATE_DIR/s3.url" ] && s3_throwaway_running \
+        && http_ok "$(cat "$STATE_DIR/s3.url")/moto-api/"; then
+        url=$(cat "$STATE_DIR/s3.url"); log "s3: reusing moto's server $url"
+    fi
+    if [ -z "$url" ]; then
+        s3_start_throwaway
+        url=$S3_STARTED_URL
+    fi
+    add_export S3_ENDPOINT_URL "$url"
+    # moto accepts any keys: test values, so that real credentials never go near it.
+    add_export AWS_ACCESS_KEY_ID testing
+    add_export AWS_SECRET_ACCESS_KEY testing
+    add_export AWS_DEFAULT_REGION us-east-1
+}
+
 # --------------------------------------------------------------- commands ---
 
 cmd_env() {
@@ -383,6 +473,7 @@ cmd_env() {
     ensure_postgres
     ensure_redis
     ensure_chromium
+    ensure_s3
     printf '%s\n' "${EXPORTS[@]}"
 }
 
@@ -396,6 +487,7 @@ cmd_stop() {
         case "$name" in
             postgres) stop_postgres "$entry" ;;
             redis) stop_redis "$entry" ;;
+            s3) stop_s3 "$entry" ;;
             *) log "unknown entry in $STARTED_FILE: $entry" ;;
         esac
     done < <(cat "$STARTED_FILE")

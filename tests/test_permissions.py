@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from apps.audit.models import AuditEvent
+from apps.backups.models import BackupStorage, DatabaseTarget
 from apps.operations.choices import State
 from apps.services.choices import ClusterAccess
 from apps.services.models import (
@@ -91,6 +92,14 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         "POST": signed_in(403, 403, 302, 302),
     },
     "audit:list": {"GET": signed_in(403, 200, 200, 200), "POST": signed_in(403, 405, 405, 405)},
+    "audit:export-csv": {
+        "GET": signed_in(403, 200, 200, 200),
+        "POST": signed_in(403, 405, 405, 405),
+    },
+    "audit:export-jsonl": {
+        "GET": signed_in(403, 200, 200, 200),
+        "POST": signed_in(403, 405, 405, 405),
+    },
     **{
         f"services:{name}": {
             "GET": signed_in(403, 200, 200, 200),
@@ -123,6 +132,25 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         }
         for name in ("cluster-check", "freeze-lift")
     },
+    **{
+        f"backups:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("list", "target", "storage")
+    },
+    # Admins manage targets and storage; an empty POST is a form with errors.
+    **{
+        f"backups:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("target-create", "target-edit", "storage-create", "storage-edit")
+    },
+    "backups:target-check": {
+        "GET": signed_in(403, 403, 403, 405),
+        "POST": signed_in(403, 403, 403, 302),
+    },
     "audit:integrity": {
         "GET": signed_in(403, 200, 200, 200),
         "POST": signed_in(403, 405, 405, 405),
@@ -135,6 +163,7 @@ class _Catalog:
     service: Service
     target: DeploymentTarget
     freeze: DeployFreeze
+    database: DatabaseTarget
 
 
 def _catalog(user: Any) -> _Catalog:
@@ -154,7 +183,12 @@ def _catalog(user: Any) -> _Catalog:
     freeze = DeployFreeze.objects.create(
         reason="perm", created_by=user, expires_at=timezone.now() + timedelta(hours=1)
     )
-    return _Catalog(service, target, freeze)
+    # A database on a port nothing listens on: its connection test fails fast, and says so.
+    storage = BackupStorage.objects.create(name="perm-storage", kind="s3", bucket="perm-bucket")
+    database = DatabaseTarget.objects.create(
+        name="perm-db", host="127.0.0.1", port=9, database="perm", user="perm", storage=storage
+    )
+    return _Catalog(service, target, freeze, database)
 
 
 def _url_names(patterns: list[Any], namespace: str = "") -> list[tuple[str, URLPattern]]:
@@ -216,6 +250,10 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         "services:cluster-edit": {"pk": catalog.target.cluster_id},
         "services:cluster-check": {"pk": catalog.target.cluster_id},
         "services:freeze-lift": {"pk": catalog.freeze.pk},
+        "backups:target": {"pk": catalog.database.pk},
+        "backups:target-edit": {"pk": catalog.database.pk},
+        "backups:target-check": {"pk": catalog.database.pk},
+        "backups:storage-edit": {"pk": catalog.database.storage_id},
     }
     mismatches = []
     for name, pattern in _url_names(get_resolver().url_patterns):

@@ -17,7 +17,12 @@ ROLES = [VIEWER, OPERATOR, ADMIN]
 
 # Permissions each role adds on top of the one before it ("app_label.codename").
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    VIEWER: ["operations.view_operation", "audit.view_auditevent", "services.view_service"],
+    VIEWER: [
+        "operations.view_operation",
+        "audit.view_auditevent",
+        "services.view_service",
+        "backups.view_backup",
+    ],
     OPERATOR: ["operations.run_operation"],
     ADMIN: [
         "operations.run_destructive_operation",
@@ -38,6 +43,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "services.delete_deploymenttarget",
         "services.add_deployfreeze",
         "services.change_deployfreeze",
+        "backups.add_databasetarget",
+        "backups.change_databasetarget",
+        "backups.add_backupstorage",
+        "backups.change_backupstorage",
     ],
 }
 

@@ -224,7 +224,7 @@ def _edit(
     status = 400 if request.method == "POST" else 200
     return render(
         request,
-        "services/form.html",
+        "_form.html",
         {"form": form, "title": title, "back": back},
         status=status,
     )

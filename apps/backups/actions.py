@@ -1,0 +1,111 @@
+"""Every change to database targets and backup storage, and the connection test. One
+transaction and one audit record each; secrets are never in a record, only that they
+changed."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import models, transaction
+from django.utils import timezone
+
+from apps.audit.choices import Outcome
+from apps.audit.records import AuditTarget, field_changes, record
+from apps.backups.dumps import human_bytes
+from apps.backups.forms import BackupStorageForm, DatabaseTargetForm
+from apps.backups.models import TARGET_TYPE, BackupStorage, DatabaseTarget
+from apps.backups.postgres import DatabaseProblem, check_connection
+
+
+def audit_target(instance: models.Model) -> AuditTarget:
+    # A target is "backups.target" everywhere: its operations are recorded under that name.
+    kind = (
+        TARGET_TYPE
+        if isinstance(instance, DatabaseTarget)
+        else f"backups.{instance._meta.model_name}"
+    )
+    return AuditTarget(kind, str(instance.pk), str(instance))
+
+
+def _secret_change(changes: dict[str, list[str]], name: str, replaced: bool) -> None:
+    """Say only that a secret changed, never its value."""
+    changes.pop(name, None)
+    if replaced:
+        changes[name] = ["", "replaced"]
+
+
+def do_save_database_target(actor: User, form: DatabaseTargetForm) -> DatabaseTarget:
+    """Create or change a database target; a new password is encrypted before it is stored."""
+    created = form.instance.pk is None
+    changes = field_changes(form)
+    target: DatabaseTarget = form.instance
+    password = form.cleaned_data.get("password") or ""
+    forget = bool(form.cleaned_data.get("forget_password"))
+    _secret_change(changes, "password", bool(password))
+    changes.pop("forget_password", None)
+    if password:
+        target.set_password(password)
+    elif forget:
+        target.set_password("")
+        changes["password"] = ["", "removed"]
+    with transaction.atomic():
+        target = form.save()
+        record(
+            f"databasetarget.{'created' if created else 'changed'}",
+            actor=actor,
+            target=audit_target(target),
+            data={"changes": changes},
+        )
+    return target
+
+
+def do_save_backup_storage(actor: User, form: BackupStorageForm) -> BackupStorage:
+    """Create or change a storage; new access keys are encrypted before they are stored."""
+    created = form.instance.pk is None
+    changes = field_changes(form)
+    storage: BackupStorage = form.instance
+    key_id = form.cleaned_data.get("access_key_id") or ""
+    secret = form.cleaned_data.get("secret_access_key") or ""
+    forget = bool(form.cleaned_data.get("forget_credentials"))
+    replaced = bool(key_id and secret)
+    _secret_change(changes, "access_key_id", replaced)
+    _secret_change(changes, "secret_access_key", replaced)
+    changes.pop("forget_credentials", None)
+    if replaced:
+        storage.set_credentials(key_id, secret)
+    elif forget:
+        storage.set_credentials("", "")
+        changes["access_key_id"] = ["", "removed"]
+    with transaction.atomic():
+        storage = form.save()
+        record(
+            f"backupstorage.{'created' if created else 'changed'}",
+            actor=actor,
+            target=audit_target(storage),
+            data={"changes": changes},
+        )
+    return storage
+
+
+def do_test_database_connection(actor: User, target: DatabaseTarget) -> DatabaseTarget:
+    """Connect with the stored credentials (5 s timeout), read the server's version and the
+    database's size, and keep the answer; a refusal is recorded as failed, with why."""
+    try:
+        facts = check_connection(target)
+    except DatabaseProblem as exc:
+        ok, detail = False, str(exc)
+    else:
+        ok = True
+        detail = f"PostgreSQL {facts.version}, {human_bytes(facts.database_bytes)}"
+    target.check_ok = ok
+    target.check_detail = detail[:500]
+    target.checked_at = timezone.now()
+    with transaction.atomic():
+        target.save(update_fields=["check_ok", "check_detail", "checked_at"])
+        record(
+            "databasetarget.checked",
+            actor=actor,
+            outcome=Outcome.SUCCEEDED if ok else Outcome.FAILED,
+            target=audit_target(target),
+            reason=detail,
+        )
+    return target
