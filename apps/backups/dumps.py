@@ -22,6 +22,7 @@ from typing import IO, Protocol
 
 import zstandard
 from django.conf import settings
+from django.template.defaultfilters import pluralize
 
 from apps.backups import postgres
 from apps.backups.choices import Compression
@@ -130,7 +131,8 @@ def stream_dump(
         facts = postgres.server_facts(connection)
         reporter.log(
             f"PostgreSQL {facts.version}, database {human_bytes(facts.database_bytes)}; "
-            f"{len(counts)} tables, {sum(counts.values())} rows counted in the dump's snapshot."
+            f"{len(counts)} table{pluralize(len(counts))}, {sum(counts.values())} rows counted "
+            "in the dump's snapshot."
         )
         client = postgres.find_pg_dump(facts.major)
         reporter.log(f"Using {client.path} ({client.version}): {client.why}.")

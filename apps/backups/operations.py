@@ -10,6 +10,7 @@ from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from apps.backups.choices import BackupState, StorageKind
@@ -107,7 +108,7 @@ def back_up(operation: Operation, reporter: Reporter) -> None:
     reporter.step(
         100,
         f"Backed up {target.name}: {human_bytes(outcome.size_bytes)} in {seconds:.1f} s, "
-        f"{len(outcome.row_counts)} tables.",
+        f"{len(outcome.row_counts)} table{pluralize(len(outcome.row_counts))}.",
     )
 
 
