@@ -18,6 +18,7 @@ the operations table at the start, between the two parts and at the end.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import resource
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench import audit, dashboard, dispatch, operations_list, probes
     from bench.fixtures import bench_operator, empty_operations_table, signed_in_client
     from tests.support.worker import Worker
+
+    # As opsportal/wsgi.py does in every web process.
+    gc.freeze()
 
     if connection.vendor != "postgresql":
         print("bench: needs PostgreSQL (run it with `make bench`)", file=sys.stderr)

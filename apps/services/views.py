@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +17,6 @@ from apps.common.http import PortalRequest
 from apps.operations.models import Operation
 from apps.operations.registry import get_kind
 from apps.services import actions, badges, gate, probes
-from apps.services.badges import Badge
 from apps.services.cluster import ClusterError
 from apps.services.forms import (
     HEALTH_ORDER,
@@ -39,47 +36,7 @@ from apps.services.models import (
     Service,
 )
 from apps.services.observe import deployment_of
-
-
-def _shortened(text: str, length: int) -> str:
-    return text if len(text) <= length else f"{text[: length - 1]}…"
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One service in one environment on the dashboard, as plain values: hundreds are drawn
-    per view, and every lookup a template makes through related objects costs."""
-
-    url: str
-    label: str
-    health: str
-    replicas: str
-    image: str
-    tag: str
-    badges: list[Badge]
-    change: Operation | None
-
-    @classmethod
-    def of(
-        cls,
-        target: DeploymentTarget,
-        service: Service,
-        environment: Environment,
-        now: datetime,
-        found_badges: list[Badge],
-    ) -> Tile:
-        known = target.desired_replicas is not None
-        return cls(
-            url=f"{service.get_absolute_url()}?env={environment.slug}",
-            label=f"{service.name} in {environment.name}",
-            health=target.health_now(now),
-            replicas=f"{target.ready_replicas}/{target.desired_replicas}" if known else "?/?",
-            image=target.observed_image,
-            tag=_shortened(target.image_tag, 24) if target.observed_image else "",
-            badges=found_badges,
-            change=target.last_change,
-        )
-
+from apps.services.tiles import Tile
 
 # The buttons of a service page, in the order people reach for them.
 ACTION_KINDS = [
