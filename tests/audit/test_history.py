@@ -323,3 +323,26 @@ def test_the_filters_have_indexes_on_postgresql(db: None) -> None:
     assert {"audit_event_actor_seq", "audit_event_outcome_seq"} <= names
     # The test server's user is a superuser, so pg_trgm could be created.
     assert {"audit_event_label_trgm", "audit_event_reason_trgm"} <= names
+
+
+def test_date_filters_keep_an_event_stamped_by_a_machine_whose_clock_lags(viewer: Any) -> None:
+    # The date filters also bound the sequence numbers (fast pages far back); an event written
+    # later by a machine whose clock is 30 minutes behind must still fall on its own day.
+    stamps = [
+        ("early", datetime(2026, 3, 9, 12, 0, tzinfo=UTC)),
+        ("on-time", datetime(2026, 3, 10, 0, 10, tzinfo=UTC)),
+        ("lagging", datetime(2026, 3, 9, 23, 50, tzinfo=UTC)),  # written after "on-time"
+        ("late", datetime(2026, 3, 11, 9, 0, tzinfo=UTC)),
+    ]
+    for label, moment in stamps:
+        with time_machine.travel(moment, tick=False):
+            record("test.clock", actor=None, actor_label=label)
+
+    def labels(query: str) -> list[str]:
+        return [event.actor_label for event in read_filters(QueryDict(query)).events()]
+
+    with override_settings(TIME_ZONE="UTC"):
+        assert labels("since=2026-03-10&until=2026-03-10") == ["on-time"]
+        assert labels("until=2026-03-09") == ["lagging", "early"]
+        assert labels("since=2026-03-11") == ["late"]
+        assert labels("since=2027-01-01") == []
