@@ -11,23 +11,11 @@ from django.urls import reverse
 from apps.audit.filters import MAX_BIGINT
 from apps.audit.models import AuditEvent
 from apps.operations.models import Operation
-from apps.services.models import TARGET_TYPE, DeploymentTarget, Service
 
 OPERATION = "operation"
 
 
-def _service_urls(ids: Iterable[int]) -> dict[int, str]:
-    services = Service.objects.filter(pk__in=ids).only("pk", "slug")
-    return {service.pk: service.get_absolute_url() for service in services}
-
-
-def _target_urls(ids: Iterable[int]) -> dict[int, str]:
-    targets = (
-        DeploymentTarget.objects.filter(pk__in=ids)
-        .select_related("service", "environment")
-        .only("pk", "service__slug", "environment__slug")
-    )
-    return {target.pk: target.get_absolute_url() for target in targets}
+Lookup = Callable[[Iterable[int]], dict[int, str]]
 
 
 def _operation_urls(ids: Iterable[int]) -> dict[int, str]:
@@ -36,14 +24,13 @@ def _operation_urls(ids: Iterable[int]) -> dict[int, str]:
     return {pk: reverse("operations:detail", args=[pk]) for pk in found}
 
 
-# target_type → the bulk lookup of its pages. Operations record their target under
-# "services.target"; the catalog's own actions record it under the model's name.
-LOOKUPS: dict[str, Callable[[Iterable[int]], dict[int, str]]] = {
-    "services.service": _service_urls,
-    TARGET_TYPE: _target_urls,
-    "services.deploymenttarget": _target_urls,
-    OPERATION: _operation_urls,
-}
+# target_type → the bulk lookup of its pages. Each app adds its own kinds of object when it
+# starts (register_links in its AppConfig.ready), so the audit history knows no app's models.
+LOOKUPS: dict[str, Lookup] = {OPERATION: _operation_urls}
+
+
+def register_links(target_type: str, lookup: Lookup) -> None:
+    LOOKUPS[target_type] = lookup
 
 
 def _as_pk(value: str | int | None) -> int | None:
@@ -72,8 +59,8 @@ def object_urls(events: Sequence[AuditEvent]) -> dict[int, str]:
     wanted: defaultdict[str, set[int]] = defaultdict(set)
     for target_type, pk in keys.values():
         wanted[target_type].add(pk)
-    # Both spellings of a deployment target share one query.
-    lookups: dict[Callable[[Iterable[int]], dict[int, str]], set[int]] = defaultdict(set)
+    # Object types that share a lookup share its query.
+    lookups: dict[Lookup, set[int]] = defaultdict(set)
     for target_type, pks in wanted.items():
         lookups[LOOKUPS[target_type]] |= pks
     found = {lookup: lookup(pks) for lookup, pks in lookups.items()}

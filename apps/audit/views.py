@@ -63,8 +63,6 @@ def _export(request: PortalRequest, file_format: str) -> StreamingHttpResponse:
     return response
 
 
-# require_permission is typed for HttpResponse views; a streaming response is an
-# HttpResponseBase like it, and the decorator only passes it through.
 @require_permission("audit.view_auditevent")
 @require_GET
 def export_csv(request: PortalRequest) -> StreamingHttpResponse:
