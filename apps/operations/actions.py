@@ -129,11 +129,6 @@ def validate_reason(kind: OperationKind, target: Target, reason: str) -> str:
     return reason
 
 
-def gate_blockers(kind: OperationKind, target: Target) -> list[str]:
-    """Why the kind's gate is closed on the target now; empty when it is open."""
-    return kind.gate(target) if kind.gate is not None else []
-
-
 def _active_on(target_key: str) -> Operation | None:
     return Operation.objects.active().filter(target_key=target_key).first()
 
@@ -182,7 +177,7 @@ def do_start_operation(
         do_record_invalid_request(actor, kind, target, exc.errors, params)
         raise
     reason = validate_reason(kind, target, reason)
-    blockers = gate_blockers(kind, target)
+    blockers = kind.blockers(target)
     if blockers and not override_gate:
         raise _refuse(
             actor,

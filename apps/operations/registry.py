@@ -91,6 +91,10 @@ class OperationKind:
             return "operations.run_destructive_operation"
         return "operations.run_operation"
 
+    def blockers(self, target: Target) -> list[str]:
+        """Why the kind's gate is closed on the target now; empty when it is open."""
+        return self.gate(target) if self.gate is not None else []
+
     def needs_approval(self, target: Target) -> bool:
         if self.name in settings.OPERATIONS_REQUIRE_APPROVAL:
             return True

@@ -50,11 +50,7 @@ def refusal(operation: Operation) -> str | None:
         return f"{requester.get_username()} is no longer an active user."
     if not requester.has_perm(kind.permission):
         return f"{requester.get_username()} lacks {kind.permission}."
-    if (
-        kind.gate is not None
-        and not operation.gate_overridden
-        and (blockers := kind.gate(operation.target))
-    ):
+    if not operation.gate_overridden and (blockers := kind.blockers(operation.target)):
         return " ".join(blockers)
     if kind.needs_approval(operation.target):
         approver = operation.approved_by

@@ -125,7 +125,7 @@ def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
     except actions.OperationRefused as exc:
         return render(request, "operations/unavailable.html", {"message": exc.message}, status=404)
     data = request.POST if request.method == "POST" else None
-    blockers = actions.gate_blockers(kind, target)
+    blockers = kind.blockers(target)
     may_override = bool(blockers) and request.user.has_perm("operations.override_gate")
     request_form = RequestForm(data, kind=kind, target=target, gate_closed=may_override)
     parameters = params_form(kind, target, data, initial=initial_params(request.GET))
