@@ -3,12 +3,8 @@ storage list, and the admins' forms for targets and storage."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from django.contrib import messages
 from django.db.models import Q
-from django.forms import ModelForm
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,6 +14,7 @@ from apps.accounts.access import require_permission
 from apps.backups import actions
 from apps.backups.forms import BackupStorageForm, DatabaseTargetForm
 from apps.backups.models import TARGET_TYPE, Backup, BackupStorage, DatabaseTarget
+from apps.common.editing import edit_page
 from apps.common.http import PortalRequest
 from apps.common.paging import keyset_page
 from apps.operations.models import Operation
@@ -84,31 +81,11 @@ def target_detail(request: PortalRequest, pk: int) -> HttpResponse:
     return render(request, "backups/target.html", context)
 
 
-def _edit(
-    request: PortalRequest,
-    form: ModelForm,
-    *,
-    title: str,
-    back: str,
-    save: Callable[[Any, Any], Any],
-    done: Callable[[Any], str],
-) -> HttpResponse:
-    if request.method == "POST" and form.is_valid():
-        instance = save(request.user, form)
-        messages.success(request, f"Saved {instance}.")
-        return redirect(done(instance))
-    status = 400 if request.method == "POST" else 200
-    # The portal's one generic form page.
-    return render(
-        request, "_form.html", {"form": form, "title": title, "back": back}, status=status
-    )
-
-
 @require_permission("backups.add_databasetarget")
 @require_http_methods(["GET", "POST"])
 def target_create(request: PortalRequest) -> HttpResponse:
     form = DatabaseTargetForm(request.POST or None)
-    return _edit(
+    return edit_page(
         request,
         form,
         title="New database target",
@@ -123,7 +100,7 @@ def target_create(request: PortalRequest) -> HttpResponse:
 def target_edit(request: PortalRequest, pk: int) -> HttpResponse:
     target = get_object_or_404(DatabaseTarget, pk=pk)
     form = DatabaseTargetForm(request.POST or None, instance=target)
-    return _edit(
+    return edit_page(
         request,
         form,
         title=f"Edit {target.name}",
@@ -156,7 +133,7 @@ def storage_list(request: PortalRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def storage_create(request: PortalRequest) -> HttpResponse:
     form = BackupStorageForm(request.POST or None)
-    return _edit(
+    return edit_page(
         request,
         form,
         title="New backup storage",
@@ -171,7 +148,7 @@ def storage_create(request: PortalRequest) -> HttpResponse:
 def storage_edit(request: PortalRequest, pk: int) -> HttpResponse:
     storage = get_object_or_404(BackupStorage, pk=pk)
     form = BackupStorageForm(request.POST or None, instance=storage)
-    return _edit(
+    return edit_page(
         request,
         form,
         title=f"Edit {storage.name}",

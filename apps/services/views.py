@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.accounts.access import require_permission
 from apps.audit.history import recent_history
+from apps.common.editing import edit_page
 from apps.common.http import PortalRequest
 from apps.operations.models import Operation
 from apps.operations.registry import get_kind
@@ -165,37 +166,16 @@ def deployment_panel(request: PortalRequest, pk: int) -> HttpResponse:
 # --- Catalog management (admins) ---------------------------------------------------------
 
 
-def _edit(
-    request: PortalRequest,
-    form: Any,
-    *,
-    title: str,
-    back: str,
-    save: Any = actions.do_save_catalog_entry,
-    done: Any = None,
-) -> HttpResponse:
-    if request.method == "POST" and form.is_valid():
-        instance = save(request.user, form)
-        messages.success(request, f"Saved {instance}.")
-        return redirect(done(instance) if done else back)
-    status = 400 if request.method == "POST" else 200
-    return render(
-        request,
-        "_form.html",
-        {"form": form, "title": title, "back": back},
-        status=status,
-    )
-
-
 @require_permission("services.add_service")
 @require_http_methods(["GET", "POST"])
 def service_create(request: PortalRequest) -> HttpResponse:
     form = ServiceForm(request.POST or None)
-    return _edit(
+    return edit_page(
         request,
         form,
         title="New service",
         back=reverse("services:dashboard"),
+        save=actions.do_save_catalog_entry,
         done=lambda service: service.get_absolute_url(),
     )
 
@@ -205,11 +185,12 @@ def service_create(request: PortalRequest) -> HttpResponse:
 def service_edit(request: PortalRequest, slug: str) -> HttpResponse:
     service = get_object_or_404(Service, slug=slug)
     form = ServiceForm(request.POST or None, instance=service)
-    return _edit(
+    return edit_page(
         request,
         form,
         title=f"Edit {service.name}",
         back=service.get_absolute_url(),
+        save=actions.do_save_catalog_entry,
         done=lambda saved: saved.get_absolute_url(),
     )
 
@@ -219,11 +200,12 @@ def service_edit(request: PortalRequest, slug: str) -> HttpResponse:
 def target_create(request: PortalRequest, slug: str) -> HttpResponse:
     service = get_object_or_404(Service, slug=slug)
     form = TargetForm(request.POST or None, service=service)
-    return _edit(
+    return edit_page(
         request,
         form,
         title=f"New deployment target for {service.name}",
         back=service.get_absolute_url(),
+        save=actions.do_save_catalog_entry,
         done=lambda target: target.get_absolute_url(),
     )
 
@@ -233,11 +215,12 @@ def target_create(request: PortalRequest, slug: str) -> HttpResponse:
 def target_edit(request: PortalRequest, pk: int) -> HttpResponse:
     target = get_object_or_404(DeploymentTarget.objects.select_related("service"), pk=pk)
     form = TargetForm(request.POST or None, instance=target, service=target.service)
-    return _edit(
+    return edit_page(
         request,
         form,
         title=f"Edit {target}",
         back=target.get_absolute_url(),
+        save=actions.do_save_catalog_entry,
         done=lambda saved: saved.get_absolute_url(),
     )
 
@@ -255,7 +238,9 @@ def environment_list(request: PortalRequest) -> HttpResponse:
 def environment_create(request: PortalRequest) -> HttpResponse:
     form = EnvironmentForm(request.POST or None)
     back = reverse("services:environments")
-    return _edit(request, form, title="New environment", back=back)
+    return edit_page(
+        request, form, title="New environment", back=back, save=actions.do_save_catalog_entry
+    )
 
 
 @require_permission("services.change_environment")
@@ -264,7 +249,13 @@ def environment_edit(request: PortalRequest, pk: int) -> HttpResponse:
     environment = get_object_or_404(Environment, pk=pk)
     form = EnvironmentForm(request.POST or None, instance=environment)
     back = reverse("services:environments")
-    return _edit(request, form, title=f"Edit {environment.name}", back=back)
+    return edit_page(
+        request,
+        form,
+        title=f"Edit {environment.name}",
+        back=back,
+        save=actions.do_save_catalog_entry,
+    )
 
 
 @require_permission("services.view_service")
@@ -278,7 +269,7 @@ def cluster_list(request: PortalRequest) -> HttpResponse:
 def cluster_create(request: PortalRequest) -> HttpResponse:
     form = ClusterForm(request.POST or None, request.FILES or None)
     back = reverse("services:clusters")
-    return _edit(request, form, title="New cluster", back=back, save=actions.do_save_cluster)
+    return edit_page(request, form, title="New cluster", back=back, save=actions.do_save_cluster)
 
 
 @require_permission("services.change_cluster")
@@ -287,7 +278,7 @@ def cluster_edit(request: PortalRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     form = ClusterForm(request.POST or None, request.FILES or None, instance=cluster)
     back = reverse("services:clusters")
-    return _edit(
+    return edit_page(
         request, form, title=f"Edit {cluster.name}", back=back, save=actions.do_save_cluster
     )
 
@@ -325,7 +316,9 @@ def freeze_list(request: PortalRequest) -> HttpResponse:
 def freeze_create(request: PortalRequest) -> HttpResponse:
     form = FreezeForm(request.POST or None, initial=request.GET.dict() or None)
     back = reverse("services:freezes")
-    return _edit(request, form, title="Freeze changes", back=back)
+    return edit_page(
+        request, form, title="Freeze changes", back=back, save=actions.do_save_catalog_entry
+    )
 
 
 @require_permission("services.change_deployfreeze")
