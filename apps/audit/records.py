@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,3 +156,26 @@ def field_changes(form: Any) -> dict[str, list[Any]]:
             "" if after is None else str(after),
         ]
     return changes
+
+
+def save_form_recorded(
+    actor: AbstractBaseUser,
+    form: Any,
+    *,
+    target_of: Callable[[Any], AuditTarget],
+    changes: dict[str, Any],
+    reason: str = "",
+) -> Any:
+    """Save a valid model form and record "<model>.created" or "<model>.changed" with the
+    fields it changed, in one transaction: the catalogs' actions end with this."""
+    created = form.instance.pk is None
+    with transaction.atomic():
+        instance = form.save()
+        record(
+            f"{instance._meta.model_name}.{'created' if created else 'changed'}",
+            actor=actor,
+            target=target_of(instance),
+            reason=reason,
+            data={"changes": changes},
+        )
+    return instance

@@ -9,7 +9,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apps.audit.choices import Outcome
-from apps.audit.records import AuditTarget, field_changes, record
+from apps.audit.records import AuditTarget, field_changes, record, save_form_recorded
 from apps.backups.dumps import human_bytes
 from apps.backups.forms import BackupStorageForm, DatabaseTargetForm
 from apps.backups.models import TARGET_TYPE, BackupStorage, DatabaseTarget
@@ -35,7 +35,6 @@ def _secret_change(changes: dict[str, list[str]], name: str, replaced: bool) -> 
 
 def do_save_database_target(actor: User, form: DatabaseTargetForm) -> DatabaseTarget:
     """Create or change a database target; a new password is encrypted before it is stored."""
-    created = form.instance.pk is None
     changes = field_changes(form)
     target: DatabaseTarget = form.instance
     password = form.cleaned_data.get("password") or ""
@@ -47,20 +46,12 @@ def do_save_database_target(actor: User, form: DatabaseTargetForm) -> DatabaseTa
     elif forget:
         target.set_password("")
         changes["password"] = ["", "removed"]
-    with transaction.atomic():
-        target = form.save()
-        record(
-            f"databasetarget.{'created' if created else 'changed'}",
-            actor=actor,
-            target=audit_target(target),
-            data={"changes": changes},
-        )
-    return target
+    saved: DatabaseTarget = save_form_recorded(actor, form, target_of=audit_target, changes=changes)
+    return saved
 
 
 def do_save_backup_storage(actor: User, form: BackupStorageForm) -> BackupStorage:
     """Create or change a storage; new access keys are encrypted before they are stored."""
-    created = form.instance.pk is None
     changes = field_changes(form)
     storage: BackupStorage = form.instance
     key_id = form.cleaned_data.get("access_key_id") or ""
@@ -75,15 +66,8 @@ def do_save_backup_storage(actor: User, form: BackupStorageForm) -> BackupStorag
     elif forget:
         storage.set_credentials("", "")
         changes["access_key_id"] = ["", "removed"]
-    with transaction.atomic():
-        storage = form.save()
-        record(
-            f"backupstorage.{'created' if created else 'changed'}",
-            actor=actor,
-            target=audit_target(storage),
-            data={"changes": changes},
-        )
-    return storage
+    saved: BackupStorage = save_form_recorded(actor, form, target_of=audit_target, changes=changes)
+    return saved
 
 
 def do_test_database_connection(actor: User, target: DatabaseTarget) -> DatabaseTarget:

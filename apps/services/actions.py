@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.utils import timezone
 
-from apps.audit.records import AuditTarget, field_changes, record
+from apps.audit.records import AuditTarget, field_changes, record, save_form_recorded
 from apps.services.choices import ClusterAccess
 from apps.services.cluster import ClusterError, kubeconfig_server, server_version
 from apps.services.forms import ClusterForm
@@ -28,27 +28,20 @@ def audit_target(instance: models.Model) -> AuditTarget:
 
 def do_save_catalog_entry(actor: User, form: Any) -> Any:
     """Create or change a service, environment, target or freeze from its valid form."""
-    created = form.instance.pk is None
-    noun = form.instance._meta.model_name
-    changes = field_changes(form)
-    with transaction.atomic():
-        if created and isinstance(form.instance, DeployFreeze):
-            form.instance.created_by = actor
-        instance = form.save()
-        record(
-            f"{noun}.{'created' if created else 'changed'}",
-            actor=actor,
-            target=audit_target(instance),
-            reason=getattr(instance, "reason", ""),
-            data={"changes": changes},
-        )
-    return instance
+    if form.instance.pk is None and isinstance(form.instance, DeployFreeze):
+        form.instance.created_by = actor
+    return save_form_recorded(
+        actor,
+        form,
+        target_of=audit_target,
+        changes=field_changes(form),
+        reason=getattr(form.instance, "reason", ""),
+    )
 
 
 def do_save_cluster(actor: User, form: ClusterForm) -> Cluster:
     """Create or change a cluster; a new kubeconfig is encrypted before it is stored, and the
     audit record says only that it changed."""
-    created = form.instance.pk is None
     changes = field_changes(form)
     changes.pop("kubeconfig_file", None)
     cluster: Cluster = form.instance
@@ -60,15 +53,8 @@ def do_save_cluster(actor: User, form: ClusterForm) -> Cluster:
         cluster.set_kubeconfig(text)
         cluster.server = kubeconfig_server(text, cluster.context)[:500]
         changes["kubeconfig"] = ["", "replaced"]
-    with transaction.atomic():
-        cluster = form.save()
-        record(
-            f"cluster.{'created' if created else 'changed'}",
-            actor=actor,
-            target=audit_target(cluster),
-            data={"changes": changes},
-        )
-    return cluster
+    saved: Cluster = save_form_recorded(actor, form, target_of=audit_target, changes=changes)
+    return saved
 
 
 def do_check_cluster(actor: User, cluster: Cluster) -> Cluster:
