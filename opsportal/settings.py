@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "apps.operations",
     "apps.services",
     "apps.backups",
+    "apps.incidents",
 ]
 
 MIDDLEWARE = [

@@ -15,6 +15,7 @@ urlpatterns = [
     path("audit/", include("apps.audit.urls")),
     path("services/", include("apps.services.urls")),
     path("backups/", include("apps.backups.urls")),
+    path("incidents/", include("apps.incidents.urls")),
 ]
 
 handler403 = "apps.common.views.forbidden"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from typing import Any
 
@@ -61,4 +62,27 @@ def make_operation(
         state=state,
         queued_at=timezone.now() if state == State.QUEUED else None,
         **fields,
+    )
+
+
+def ensure_incident_defaults() -> None:
+    """The severities and the default escalation policy come from a data migration;
+    transactional tests empty the tables, so they are put back the same way."""
+    from apps.incidents.models import Severity
+
+    if Severity.objects.exists():
+        return
+    seed = importlib.import_module("apps.incidents.migrations.0002_seed_roles_immutable").seed
+    seed(django_apps, None)
+
+
+def make_incident(actor: User, severity: str = "SEV-2", services: Any = (), **fields: Any) -> Any:
+    """An incident declared by ``actor`` through the action, as a person would."""
+    from apps.incidents.actions import do_declare_incident
+    from apps.incidents.models import Severity
+
+    ensure_incident_defaults()
+    fields.setdefault("title", f"Incident {uuid.uuid4().hex[:6]}")
+    return do_declare_incident(
+        actor, severity=Severity.objects.get(key=severity), services=services, **fields
     )

@@ -22,8 +22,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "audit.view_auditevent",
         "services.view_service",
         "backups.view_backup",
+        "incidents.view_incident",
     ],
-    OPERATOR: ["operations.run_operation"],
+    OPERATOR: [
+        "operations.run_operation",
+        "incidents.add_incident",
+        "incidents.change_incident",
+    ],
     ADMIN: [
         "operations.run_destructive_operation",
         "operations.approve_operation",
@@ -47,6 +52,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "backups.change_databasetarget",
         "backups.add_backupstorage",
         "backups.change_backupstorage",
+        "incidents.add_severity",
+        "incidents.change_severity",
+        "incidents.add_escalationpolicy",
+        "incidents.change_escalationpolicy",
     ],
 }
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.audit.choices import Outcome
 from apps.audit.records import AuditTarget, record
-from apps.operations import dispatch
+from apps.operations import dispatch, origins, signals
 from apps.operations.choices import State
 from apps.operations.models import Operation, hash_params
 from apps.operations.notifications import notify_approvers
@@ -152,11 +152,13 @@ def do_start_operation(
     *,
     idempotency_key: str | None = None,
     override_gate: bool = False,
+    origin: str = "",
 ) -> Operation:
     """Validate, check permission and the kind's gate, and create the operation: queued (sent
     to a worker on commit) or awaiting approval (approvers notified). The same idempotency key
     posted again returns the operation it created the first time. ``override_gate`` lets an
-    admin through a closed gate, with a reason; the override is audited."""
+    admin through a closed gate, with a reason; the override is audited. ``origin`` names the
+    incident or window it is started from (see origins.py)."""
     if idempotency_key:
         earlier = Operation.objects.filter(idempotency_key=idempotency_key).first()
         if earlier is not None:
@@ -177,7 +179,9 @@ def do_start_operation(
         do_record_invalid_request(actor, kind, target, exc.errors, params)
         raise
     reason = validate_reason(kind, target, reason)
-    blockers = kind.blockers(target)
+    if origin and origins.describe(origin) is None:
+        raise OperationRefused(f"It cannot be started from {origin!r}: there is no such thing.")
+    blockers = kind.blockers(target, origin)
     if blockers and not override_gate:
         raise _refuse(
             actor,
@@ -216,6 +220,7 @@ def do_start_operation(
         queued_at=None if needs_approval else now,
         send_count=0 if needs_approval else 1,
         gate_overridden=bool(blockers),
+        origin=origin,
     )
     try:
         with transaction.atomic():
@@ -225,9 +230,10 @@ def do_start_operation(
                 actor=actor,
                 target=_audit_target(operation),
                 reason=reason,
-                data={"kind": kind.name, "params": cleaned},
+                data={"kind": kind.name, "params": cleaned, "origin": origin},
                 operation_id=operation.pk,
             )
+            signals.announce(signals.operation_requested, operation)
             if blockers:
                 record(
                     "operation.gate_overridden",

@@ -64,6 +64,8 @@ class Operation(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     # An admin started it through a closed gate (a freeze, an open incident), with a reason.
     gate_overridden = models.BooleanField(default=False)
+    # Where it was started from ("incident:12"; see origins.py), or blank.
+    origin = models.CharField(max_length=100, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -104,6 +106,9 @@ class Operation(models.Model):
             models.Index(fields=["kind", "-id"], name="operation_kind_id"),
             models.Index(fields=["requested_by", "-id"], name="operation_requester_id"),
             models.Index(fields=["state", "heartbeat_at"], name="operation_state_heartbeat"),
+            models.Index(
+                fields=["origin", "-id"], name="operation_origin_id", condition=~Q(origin="")
+            ),
         ]
         permissions = [
             ("run_operation", "Can start operations"),

@@ -73,7 +73,9 @@ class OperationKind:
     exclusive: bool = True
     # Why a change may not start on the target now (a freeze, an incident), in words; empty
     # when it may. Checked when requested and again on the worker; an override is audited.
-    gate: Callable[[Target], list[str]] | None = None
+    # The origin (``"incident:12"``, see origins.py) is given, since a rule may let a change
+    # through when it comes from the incident or window that closed the gate.
+    gate: Callable[[Target, str], list[str]] | None = None
     approval: Approval = Approval.NEVER
     soft_time_limit: int = 300
     time_limit: int = 360
@@ -91,9 +93,10 @@ class OperationKind:
             return "operations.run_destructive_operation"
         return "operations.run_operation"
 
-    def blockers(self, target: Target) -> list[str]:
-        """Why the kind's gate is closed on the target now; empty when it is open."""
-        return self.gate(target) if self.gate is not None else []
+    def blockers(self, target: Target, origin: str = "") -> list[str]:
+        """Why the kind's gate is closed on the target now, for a change started from
+        ``origin``; empty when it is open."""
+        return self.gate(target, origin) if self.gate is not None else []
 
     def needs_approval(self, target: Target) -> bool:
         if self.name in settings.OPERATIONS_REQUIRE_APPROVAL:

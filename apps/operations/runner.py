@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.audit.choices import Outcome
 from apps.audit.records import AuditTarget, record
+from apps.operations import signals
 from apps.operations.choices import LogLevel, State
 from apps.operations.models import Operation, OperationLogLine
 from apps.operations.progress import OperationCancelled, OperationFailed, Reporter
@@ -50,7 +51,9 @@ def refusal(operation: Operation) -> str | None:
         return f"{requester.get_username()} is no longer an active user."
     if not requester.has_perm(kind.permission):
         return f"{requester.get_username()} lacks {kind.permission}."
-    if not operation.gate_overridden and (blockers := kind.blockers(operation.target)):
+    if not operation.gate_overridden and (
+        blockers := kind.blockers(operation.target, operation.origin)
+    ):
         return " ".join(blockers)
     if kind.needs_approval(operation.target):
         approver = operation.approved_by
@@ -100,6 +103,8 @@ def finish(
             data={"kind": operation.kind, "worker": operation.worker},
             operation_id=operation.pk,
         )
+        operation.refresh_from_db()
+        signals.announce(signals.operation_finished, operation)
     return True
 
 
@@ -135,24 +140,29 @@ def execute(operation_id: int, *, worker: str, task_id: str) -> None:
         return
     why_not = refusal(operation)
     if why_not is not None:
-        OperationLogLine.objects.create(
-            operation=operation, level=LogLevel.ERROR, message=f"Refused: {why_not}"
-        )
-        Operation.objects.filter(pk=operation.pk, state=State.RUNNING).update(
-            state=State.FAILED,
-            finished_at=timezone.now(),
-            status_text="Refused by the worker",
-            error=why_not,
-        )
-        record(
-            "operation.refused",
-            actor=operation.requested_by,
-            outcome=Outcome.DENIED,
-            target=AuditTarget(operation.target_type, operation.target_id, operation.target_label),
-            reason=why_not,
-            data={"kind": operation.kind, "checked_by": "worker"},
-            operation_id=operation.pk,
-        )
+        with transaction.atomic():
+            OperationLogLine.objects.create(
+                operation=operation, level=LogLevel.ERROR, message=f"Refused: {why_not}"
+            )
+            Operation.objects.filter(pk=operation.pk, state=State.RUNNING).update(
+                state=State.FAILED,
+                finished_at=timezone.now(),
+                status_text="Refused by the worker",
+                error=why_not,
+            )
+            record(
+                "operation.refused",
+                actor=operation.requested_by,
+                outcome=Outcome.DENIED,
+                target=AuditTarget(
+                    operation.target_type, operation.target_id, operation.target_label
+                ),
+                reason=why_not,
+                data={"kind": operation.kind, "checked_by": "worker"},
+                operation_id=operation.pk,
+            )
+            operation.refresh_from_db()
+            signals.announce(signals.operation_finished, operation)
         return
     kind = get_kind(operation.kind)
     reporter = Reporter(operation)

@@ -18,7 +18,7 @@ from apps.accounts.forms import ReauthenticationForm
 from apps.audit.records import record
 from apps.common.http import PortalRequest
 from apps.common.paging import keyset_page
-from apps.operations import actions
+from apps.operations import actions, origins
 from apps.operations.choices import State
 from apps.operations.forms import (
     CommentForm,
@@ -100,6 +100,7 @@ def operation_detail(request: PortalRequest, pk: int) -> HttpResponse:
     context = {
         "operation": operation,
         "target_url": target_url,
+        "origin": origins.describe(operation.origin) if operation.origin else None,
         "lines": all_lines,
         "cursor": all_lines[-1].pk if all_lines else 0,
         **_decision_context(request, operation),
@@ -125,7 +126,16 @@ def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
     except actions.OperationRefused as exc:
         return render(request, "operations/unavailable.html", {"message": exc.message}, status=404)
     data = request.POST if request.method == "POST" else None
-    blockers = kind.blockers(target)
+    origin_key = request.POST.get("origin") or request.GET.get("origin") or ""
+    origin = origins.describe(origin_key) if origin_key else None
+    if origin_key and origin is None:
+        return render(
+            request,
+            "operations/unavailable.html",
+            {"message": f"It cannot be started from {origin_key!r}: there is no such thing."},
+            status=404,
+        )
+    blockers = kind.blockers(target, origin_key)
     may_override = bool(blockers) and request.user.has_perm("operations.override_gate")
     request_form = RequestForm(data, kind=kind, target=target, gate_closed=may_override)
     parameters = params_form(kind, target, data, initial=initial_params(request.GET))
@@ -135,6 +145,7 @@ def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
         "request_form": request_form,
         "params_form": parameters,
         "blockers": blockers,
+        "origin": origin,
     }
     if request.method == "GET":
         return render(request, "operations/start.html", context)
@@ -176,6 +187,7 @@ def operation_start(request: PortalRequest, kind_name: str) -> HttpResponse:
             request_form.cleaned_data["reason"],
             idempotency_key=request_form.cleaned_data["idempotency_key"],
             override_gate=request_form.cleaned_data.get("override_gate", False),
+            origin=origin_key,
         )
     except actions.OperationRefused as exc:
         context["refusal"] = exc

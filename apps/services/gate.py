@@ -1,8 +1,10 @@
 """The deploy gate: the one function that says whether a change may start on a target now,
 and why not.
 
-Rules are plain functions of (target, now) returning sentences; an empty list means the rule
-lets the change through. This module knows the manual freezes; the incidents and maintenance
+Rules are plain functions of (target, now, origin) returning sentences; an empty list means the
+rule lets the change through. ``origin`` names where the change was started from
+(``"incident:12"``, see apps/operations/origins.py): an incident's own mitigations pass the
+rule its incident adds. This module knows the manual freezes; the incidents and maintenance
 apps add their rules with ``register_rule`` when they are installed.
 """
 
@@ -17,7 +19,7 @@ from django.utils.formats import date_format
 from apps.operations.registry import Target
 from apps.services.models import DeployFreeze, DeploymentTarget
 
-Rule = Callable[[DeploymentTarget, datetime], list[str]]
+Rule = Callable[[DeploymentTarget, datetime, str], list[str]]
 
 _RULES: list[Rule] = []
 
@@ -28,13 +30,14 @@ def register_rule(rule: Rule) -> Rule:
     return rule
 
 
-def blockers(target: DeploymentTarget, now: datetime | None = None) -> list[str]:
-    """Every reason a change may not start on ``target`` now; empty when it may."""
+def blockers(target: DeploymentTarget, now: datetime | None = None, origin: str = "") -> list[str]:
+    """Every reason a change started from ``origin`` may not start on ``target`` now; empty
+    when it may."""
     now = now or timezone.now()
-    return [sentence for rule in _RULES for sentence in rule(target, now)]
+    return [sentence for rule in _RULES for sentence in rule(target, now, origin)]
 
 
-def operation_gate(target: Target) -> list[str]:
+def operation_gate(target: Target, origin: str) -> list[str]:
     """The gate as the operations registry calls it, with the operation's target."""
     deployment_target = (
         DeploymentTarget.objects.select_related("service", "environment")
@@ -43,7 +46,7 @@ def operation_gate(target: Target) -> list[str]:
     )
     if deployment_target is None:
         return []  # the kind's own lookup reports the missing target
-    return blockers(deployment_target)
+    return blockers(deployment_target, origin=origin)
 
 
 def _when(moment: datetime) -> str:
@@ -51,7 +54,7 @@ def _when(moment: datetime) -> str:
 
 
 @register_rule
-def manual_freezes(target: DeploymentTarget, now: datetime) -> list[str]:
+def manual_freezes(target: DeploymentTarget, now: datetime, origin: str) -> list[str]:
     freezes = DeployFreeze.objects.in_force(now).covering(target).select_related("created_by")
     return [
         f"Changes to {freeze.scope_label} are frozen until {_when(freeze.expires_at)} "

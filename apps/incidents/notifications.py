@@ -1,0 +1,183 @@
+"""Telling people about incidents: by email and through the escalation policy's
+Slack-compatible incoming webhook. Each message is a Notification row, written in the
+transaction of the change it reports and sent by a worker after the commit, with retries;
+the row keeps the outcome (sent, failed) and the number of attempts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+
+from django.contrib.auth.models import User
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.incidents.choices import Channel, EntryKind, NotificationState
+from apps.incidents.models import EscalationLevel, Incident, Notification, TimelineEntry
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_RECIPIENT = "webhook"
+WEBHOOK_TIMEOUT_SECONDS = 10
+
+SUBJECTS = {
+    EntryKind.DECLARED: "declared",
+    EntryKind.ACKNOWLEDGED: "acknowledged",
+    EntryKind.ESCALATED: "escalated to you",
+    EntryKind.UPDATE: "update",
+    EntryKind.REMINDER: "an update is overdue",
+}
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+def level_emails(incident: Incident, levels: list[int]) -> list[str]:
+    """The addresses of the people of these levels of the incident's policy (directly or
+    through a group), without duplicates."""
+    if incident.policy_id is None or not levels:
+        return []
+    chosen = EscalationLevel.objects.filter(policy_id=incident.policy_id, level__in=levels)
+    people = User.objects.filter(
+        Q(pk__in=chosen.values("users")) | Q(groups__in=chosen.values("groups")),
+        is_active=True,
+    ).exclude(email="")
+    return sorted(set(people.values_list("email", flat=True)))
+
+
+def recipients(incident: Incident, event: EntryKind, level: int | None) -> list[str]:
+    """Who hears of ``event``: the new level when declaring or escalating; the commander
+    for a reminder; everyone told so far (and the commander) for the rest."""
+    if event == EntryKind.REMINDER:
+        return [incident.commander.email] if incident.commander.email else []
+    if event in (EntryKind.DECLARED, EntryKind.ESCALATED):
+        return level_emails(incident, [level or incident.escalation_level])
+    told = level_emails(incident, list(range(1, incident.escalation_level + 1)))
+    if incident.commander.email and incident.commander.email not in told:
+        told.append(incident.commander.email)
+    return told
+
+
+def message(incident: Incident, event: EntryKind, entry: TimelineEntry | None) -> tuple[str, str]:
+    from apps.incidents.actions import portal_url
+
+    subject = (
+        f"[OpsPortal] {incident.severity.key} #{incident.pk} {SUBJECTS.get(event, event.label)}: "
+        f"{incident.title}"
+    )[:300]
+    lines = [
+        f"{incident.severity} — {incident.get_state_display()}",
+        f"Commander: {incident.commander.get_username()}",
+    ]
+    if entry is not None and entry.kind == EntryKind.UPDATE:
+        lines += [
+            f"Current status: {entry.current_status}",
+            *([f"Findings: {entry.findings}"] if entry.findings else []),
+            *([f"Next steps: {entry.next_steps}"] if entry.next_steps else []),
+            *([f"ETA: {entry.eta}"] if entry.eta else []),
+        ]
+    elif entry is not None and entry.text:
+        lines.append(entry.text)
+    lines.append(portal_url(incident))
+    return subject, "\n".join(lines)
+
+
+def notify(
+    incident: Incident,
+    event: EntryKind,
+    *,
+    level: int | None = None,
+    entry: TimelineEntry | None = None,
+) -> list[Notification]:
+    """Record the messages about ``event`` and send them once the transaction commits."""
+    subject, body = message(incident, event, entry)
+    rows = [
+        Notification(
+            incident=incident,
+            event=event,
+            channel=Channel.EMAIL,
+            recipient=address,
+            subject=subject,
+            body=body,
+        )
+        for address in (
+            recipients(incident, event, level)
+            if incident.policy is None or incident.policy.email_enabled
+            else []
+        )
+    ]
+    if incident.policy is not None and incident.policy.webhook_url_encrypted:
+        rows.append(
+            Notification(
+                incident=incident,
+                event=event,
+                channel=Channel.WEBHOOK,
+                recipient=WEBHOOK_RECIPIENT,
+                subject=subject,
+                body=body,
+            )
+        )
+    created = Notification.objects.bulk_create(rows)
+    if created:
+        from apps.incidents.tasks import send_notification
+
+        ids = [row.pk for row in created]
+        transaction.on_commit(lambda: [send_notification.delay(pk) for pk in ids])
+    return created
+
+
+def deliver(notification: Notification) -> None:
+    """One attempt; raises DeliveryFailed with the reason when it did not go out."""
+    if notification.channel == Channel.EMAIL:
+        try:
+            send_mail(notification.subject, notification.body, None, [notification.recipient])
+        except OSError as exc:
+            raise DeliveryFailed(f"email: {exc}") from exc
+        return
+    policy = notification.incident.policy
+    url = policy.webhook_url if policy is not None else ""
+    if not url:
+        raise DeliveryFailed("the policy has no webhook any more")
+    payload = json.dumps({"text": f"*{notification.subject}*\n{notification.body}"}).encode()
+    request = urllib.request.Request(
+        url, data=payload, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
+            if not 200 <= response.status < 300:
+                raise DeliveryFailed(f"webhook answered HTTP {response.status}")
+    except urllib.error.HTTPError as exc:
+        raise DeliveryFailed(f"webhook answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeliveryFailed(f"webhook: {exc}") from exc
+
+
+def attempt(notification_id: int, *, last_try: bool) -> bool:
+    """Try to send one pending notification and record the outcome. Returns whether it is
+    done (sent, or failed for good), so that the caller knows whether to retry."""
+    notification = (
+        Notification.objects.select_related("incident__policy")
+        .filter(pk=notification_id, state=NotificationState.PENDING)
+        .first()
+    )
+    if notification is None:
+        return True
+    notification.attempts += 1
+    try:
+        deliver(notification)
+    except DeliveryFailed as exc:
+        notification.last_error = str(exc)[:500]
+        if last_try:
+            notification.state = NotificationState.FAILED
+        notification.save(update_fields=["attempts", "last_error", "state"])
+        logger.warning("notification %s: %s", notification.pk, exc)
+        return last_try
+    notification.state = NotificationState.SENT
+    notification.sent_at = timezone.now()
+    notification.save(update_fields=["attempts", "state", "sent_at", "last_error"])
+    return True
