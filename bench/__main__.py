@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=50, help="per page of the list")
     parser.add_argument(
         "--only",
-        choices=["dispatch", "list", "dashboard", "probes", "audit"],
+        choices=["dispatch", "list", "dashboard", "probes", "audit", "incidents"],
         help="run one benchmark",
     )
     args = parser.parse_args(argv)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from bench import audit, dashboard, dispatch, operations_list, probes
+    from bench import audit, dashboard, dispatch, incidents, operations_list, probes
     from bench.fixtures import bench_operator, empty_operations_table, signed_in_client
     from tests.support.worker import Worker
 
@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.only in (None, "audit"):
         print(audit.render(audit.measure(client, args.requests)), flush=True)
+
+    if args.only in (None, "incidents"):
+        incident_result = incidents.measure(client, operator, args.requests)
+        print(incidents.render(incident_result, args.requests), flush=True)
 
     empty_operations_table()
     print(

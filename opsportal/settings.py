@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "apps.services",
     "apps.backups",
     "apps.incidents",
+    "apps.statuspage",
 ]
 
 MIDDLEWARE = [
@@ -301,6 +302,24 @@ BACKUP_COUNT_TIMEOUT_SECONDS = env_int("BACKUP_COUNT_TIMEOUT_SECONDS", 300, mini
 BACKUP_TIME_LIMIT_SECONDS = env_int("BACKUP_TIME_LIMIT_SECONDS", 6 * 3600, minimum=60)
 # Where versioned PostgreSQL clients live: the pg_dump matching the server's major is used.
 BACKUP_PG_BIN_GLOB = env_str("BACKUP_PG_BIN_GLOB", "/usr/lib/postgresql/*/bin")
+# Restores download the backup here while checking its SHA-256, before touching the target
+# (and pg_restore -j needs a seekable file): room for one uncompressed dump.
+BACKUP_RESTORE_DIR = Path(env_str("BACKUP_RESTORE_DIR", str(VAR_DIR / "restores")))
+BACKUP_RESTORE_JOBS = env_int("BACKUP_RESTORE_JOBS", 4, minimum=1)
+BACKUP_RESTORE_TIME_LIMIT_SECONDS = env_int(
+    "BACKUP_RESTORE_TIME_LIMIT_SECONDS", 6 * 3600, minimum=60
+)
+# Test restores create their scratch database on this server
+# (postgres://user:password@host:port/maintenance_db?sslmode=…); empty: the target's own.
+BACKUP_SCRATCH_DATABASE_URL = env_str("BACKUP_SCRATCH_DATABASE_URL", "")
+# Statement timeout of each admin-defined integrity check.
+BACKUP_CHECK_TIMEOUT_SECONDS = env_int("BACKUP_CHECK_TIMEOUT_SECONDS", 60, minimum=1)
+# A test restore of each target this often (quarterly), and soon after its first good backup;
+# a target without a passed one this recent shows amber.
+BACKUP_TEST_RESTORE_DAYS = env_int("BACKUP_TEST_RESTORE_DAYS", 90, minimum=2)
+BACKUP_VERIFIED_RESTORE_MAX_AGE_DAYS = env_int(
+    "BACKUP_VERIFIED_RESTORE_MAX_AGE_DAYS", 90, minimum=1
+)
 
 # --- Services: health probes and the deployments' observed state ---------------------------
 
@@ -334,6 +353,15 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-deployments": {
         "task": "apps.services.tasks.refresh_deployments",
         "schedule": float(DEPLOYMENTS_REFRESH_SECONDS),
+    },
+    "start-due-test-restores": {
+        "task": "apps.backups.tasks.start_due_test_restores",
+        "schedule": crontab(minute=41),  # hourly: a new target's first proof comes soon
+    },
+    # Acknowledgement deadlines and overdue updates (a SEV-1 has 5 minutes to be acknowledged).
+    "watch-incidents": {
+        "task": "apps.incidents.tasks.watch_incidents",
+        "schedule": 30.0,
     },
 }
 

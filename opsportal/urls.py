@@ -16,6 +16,8 @@ urlpatterns = [
     path("services/", include("apps.services.urls")),
     path("backups/", include("apps.backups.urls")),
     path("incidents/", include("apps.incidents.urls")),
+    # /status/ (the public status page, no login) and /status.json.
+    path("", include("apps.statuspage.urls")),
 ]
 
 handler403 = "apps.common.views.forbidden"

@@ -18,6 +18,7 @@ from django.utils.crypto import get_random_string
 
 from apps.audit.models import AuditEvent
 from apps.backups.models import BackupStorage, DatabaseTarget
+from apps.incidents.models import EscalationPolicy, Severity
 from apps.operations.choices import State
 from apps.services.choices import ClusterAccess
 from apps.services.models import (
@@ -27,7 +28,8 @@ from apps.services.models import (
     Environment,
     Service,
 )
-from tests.factories import make_operation, make_user
+from apps.statuspage.models import StatusComponent
+from tests.factories import make_incident, make_operation, make_user
 
 pytestmark = pytest.mark.core
 
@@ -151,9 +153,117 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         "GET": signed_in(403, 403, 403, 405),
         "POST": signed_in(403, 403, 403, 302),
     },
+    # A restore starts from the page of one good backup (admins); admins manage the integrity
+    # checks (an empty POST is a form with errors).
+    "backups:backup-restore": {
+        "GET": signed_in(403, 403, 403, 200),
+        "POST": signed_in(403, 403, 403, 405),
+    },
+    **{
+        f"backups:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("check-create", "check-edit")
+    },
+    "backups:check-delete": {
+        "GET": signed_in(403, 403, 403, 405),
+        "POST": signed_in(403, 403, 403, 302),
+    },
     "audit:integrity": {
         "GET": signed_in(403, 200, 200, 200),
         "POST": signed_in(403, 405, 405, 405),
+    },
+    # The incident pages: viewers read, operators declare and change. An empty form is
+    # refused with its errors (400); acknowledging needs no input, nor does an unchanged list
+    # of affected services; closing an open incident is refused (400).
+    **{
+        f"incidents:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("list", "detail")
+    },
+    "incidents:declare": {
+        "GET": signed_in(403, 403, 200, 200),
+        "POST": signed_in(403, 403, 400, 400),
+    },
+    **{
+        f"incidents:{name}": {
+            "GET": signed_in(403, 403, 405, 405),
+            "POST": signed_in(403, 403, 400, 400),
+        }
+        for name in ("note", "update", "state", "severity", "role", "resolve", "close")
+    },
+    **{
+        f"incidents:{name}": {
+            "GET": signed_in(403, 403, 405, 405),
+            "POST": signed_in(403, 403, 302, 302),
+        }
+        for name in ("acknowledge", "affected")
+    },
+    # Post-mortems, follow-up and figures: read by viewers, written by operators. The
+    # fixture's post-mortem is a draft without a summary: completing it is refused (302).
+    **{
+        f"incidents:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("follow_up", "figures", "postmortem_markdown")
+    },
+    "incidents:postmortem": {
+        "GET": signed_in(403, 200, 200, 200),
+        "POST": signed_in(403, 403, 302, 302),
+    },
+    **{
+        f"incidents:{name}": {
+            "GET": signed_in(403, 403, 405, 405),
+            "POST": signed_in(403, 403, 302, 302),
+        }
+        for name in ("postmortem_complete", "action_done")
+    },
+    # An empty action item is a form with errors.
+    "incidents:action_add": {
+        "GET": signed_in(403, 403, 405, 405),
+        "POST": signed_in(403, 403, 400, 400),
+    },
+    # Severities and escalation policies: admins only; an empty POST is a form with errors.
+    **{
+        f"incidents:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 405),
+        }
+        for name in ("severities", "policies")
+    },
+    **{
+        f"incidents:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("severity_edit", "policy_edit", "policy_add")
+    },
+    # The public status page: everyone reads it, nobody posts to it.
+    "statuspage:page": {"GET": everyone(200), "POST": everyone(405)},
+    "statuspage:json": {"GET": everyone(200), "POST": everyone(405)},
+    # Admins choose its components; an empty POST is a form with errors.
+    "statuspage:components": {
+        "GET": signed_in(403, 403, 403, 200),
+        "POST": signed_in(403, 403, 403, 405),
+    },
+    **{
+        f"statuspage:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("component-create", "component-edit")
+    },
+    # Without a direction, the move says so and goes back to the list.
+    **{
+        f"statuspage:{name}": {
+            "GET": signed_in(403, 403, 403, 405),
+            "POST": signed_in(403, 403, 403, 302),
+        }
+        for name in ("component-move", "component-remove")
     },
 }
 
@@ -189,6 +299,45 @@ def _catalog(user: Any) -> _Catalog:
         name="perm-db", host="127.0.0.1", port=9, database="perm", user="perm", storage=storage
     )
     return _Catalog(service, target, freeze, database)
+
+
+def _reviewed_incident(user: Any) -> tuple[Any, Any]:
+    """A resolved incident with a draft post-mortem (no summary yet) and one action item."""
+    from apps.incidents.actions import do_resolve_incident
+    from apps.incidents.postmortems import do_add_action_item
+
+    incident = do_resolve_incident(
+        user, make_incident(user, "SEV-2", title="perm-incident"), current_status="Fixed"
+    )
+    item = do_add_action_item(
+        user, incident, title="perm-item", owner=user, due_date=timezone.localdate()
+    )
+    return incident, item
+
+
+def _restore_objects(database: DatabaseTarget) -> dict[str, dict[str, object]]:
+    """A good backup of the catalog's database and two integrity checks (one to remove)."""
+    from apps.backups.models import Backup, IntegrityCheck
+
+    backup = Backup.objects.create(
+        target=database,
+        storage=database.storage,
+        key="perm/perm.dump",
+        state="succeeded",
+        size_bytes=1,
+        sha256="0" * 64,
+        finished_at=timezone.now(),
+    )
+    kept, doomed = (
+        IntegrityCheck.objects.create(target=database, name=name, sql="SELECT 1", min_value=1)
+        for name in ("perm-check", "perm-doomed")
+    )
+    return {
+        "backups:backup-restore": {"pk": backup.pk},
+        "backups:check-create": {"pk": database.pk},
+        "backups:check-edit": {"pk": kept.pk},
+        "backups:check-delete": {"pk": doomed.pk},
+    }
 
 
 def _url_names(patterns: list[Any], namespace: str = "") -> list[tuple[str, URLPattern]]:
@@ -239,6 +388,9 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         else make_user(f"{persona}-user", None if persona == "nobody" else persona)
     )
     catalog = _catalog(requester)
+    open_incident = make_incident(requester, "SEV-2", title="perm-open-incident")
+    component = StatusComponent.objects.create(service=catalog.service, name="perm-component")
+    reviewed, action_item = _reviewed_incident(requester)
     kwargs_for: dict[str, dict[str, object]] = {
         "operations:start": {"kind_name": "diagnostics.ping"},
         "services:detail": {"slug": catalog.service.slug},
@@ -254,6 +406,24 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         "backups:target-edit": {"pk": catalog.database.pk},
         "backups:target-check": {"pk": catalog.database.pk},
         "backups:storage-edit": {"pk": catalog.database.storage_id},
+        **{
+            f"incidents:{name}": {"pk": open_incident.pk}
+            for name in (
+                *("detail", "acknowledge", "note", "update", "state", "severity"),
+                *("role", "affected", "resolve", "close"),
+            )
+        },
+        **_restore_objects(catalog.database),
+        "statuspage:component-edit": {"pk": component.pk},
+        "statuspage:component-move": {"pk": component.pk},
+        "statuspage:component-remove": {"pk": component.pk},
+        **{
+            f"incidents:{name}": {"pk": reviewed.pk}
+            for name in ("postmortem", "postmortem_complete", "action_add", "postmortem_markdown")
+        },
+        "incidents:action_done": {"item_pk": action_item.pk},
+        "incidents:severity_edit": {"pk": Severity.objects.get(key="SEV-1").pk},
+        "incidents:policy_edit": {"pk": EscalationPolicy.objects.get(is_default=True).pk},
     }
     mismatches = []
     for name, pattern in _url_names(get_resolver().url_patterns):

@@ -52,10 +52,16 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "backups.change_databasetarget",
         "backups.add_backupstorage",
         "backups.change_backupstorage",
+        "backups.add_integritycheck",
+        "backups.change_integritycheck",
+        "backups.delete_integritycheck",
         "incidents.add_severity",
         "incidents.change_severity",
         "incidents.add_escalationpolicy",
         "incidents.change_escalationpolicy",
+        "statuspage.add_statuscomponent",
+        "statuspage.change_statuscomponent",
+        "statuspage.delete_statuscomponent",
     ],
 }
 

@@ -1,6 +1,6 @@
-"""Every change to database targets and backup storage, and the connection test. One
-transaction and one audit record each; secrets are never in a record, only that they
-changed."""
+"""Every change to database targets, backup storage and integrity checks, and the
+connection test. One transaction and one audit record each; secrets are never in a record,
+only that they changed."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from django.utils import timezone
 from apps.audit.choices import Outcome
 from apps.audit.records import AuditTarget, field_changes, record, save_form_recorded
 from apps.backups.dumps import human_bytes
-from apps.backups.forms import BackupStorageForm, DatabaseTargetForm
-from apps.backups.models import TARGET_TYPE, BackupStorage, DatabaseTarget
+from apps.backups.forms import BackupStorageForm, DatabaseTargetForm, IntegrityCheckForm
+from apps.backups.models import TARGET_TYPE, BackupStorage, DatabaseTarget, IntegrityCheck
 from apps.backups.postgres import DatabaseProblem, check_connection
 
 
@@ -93,3 +93,30 @@ def do_test_database_connection(actor: User, target: DatabaseTarget) -> Database
             reason=detail,
         )
     return target
+
+
+def do_save_integrity_check(actor: User, form: IntegrityCheckForm) -> IntegrityCheck:
+    """Create or change a target's integrity check (its SQL already ran read-only on the
+    target and gave a number in range: the form saw to it)."""
+    changes = field_changes(form)
+    if form.tried_value:
+        changes["tried"] = ["", form.tried_value]
+    saved: IntegrityCheck = save_form_recorded(actor, form, target_of=audit_target, changes=changes)
+    return saved
+
+
+def do_delete_integrity_check(actor: User, check: IntegrityCheck) -> None:
+    """Remove a check; the record keeps what it was."""
+    with transaction.atomic():
+        record(
+            "integritycheck.deleted",
+            actor=actor,
+            target=audit_target(check),
+            data={
+                "target": check.target_id,
+                "name": check.name,
+                "sql": check.sql,
+                "expected": check.expected_label,
+            },
+        )
+        check.delete()

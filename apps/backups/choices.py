@@ -39,3 +39,16 @@ class Compression(models.TextChoices):
     ZSTD = "zstd", "zstd stream around the dump (decompress, then pg_restore)"
     # pg_dump 16+ compressed the data itself (--compress=zstd): pg_restore reads it as it is.
     PG_DUMP_ZSTD = "pg_dump_zstd", "zstd inside the custom format (pg_restore reads it)"
+
+
+class RestoreKind(models.TextChoices):
+    # A backup restored over a target's database (an admin's destructive operation).
+    RESTORE = "restore", "Restore"
+    # A backup restored into a scratch database made for it and dropped after: the proof.
+    TEST = "test", "Test restore"
+
+
+class RestoreState(models.TextChoices):
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"

@@ -88,7 +88,7 @@ class StderrTail(threading.Thread):
         return self.kept.decode("utf-8", "replace").strip()
 
 
-def pg_dump_command(client: postgres.PgDump, snapshot: str) -> tuple[list[str], str]:
+def pg_dump_command(client: postgres.PgClient, snapshot: str) -> tuple[list[str], str]:
     """The arguments, and how the stored bytes will be compressed: pg_dump 16+ compresses
     with zstd itself; older ones dump uncompressed and the stream is compressed here."""
     if client.major >= 16:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +17,8 @@ from django.utils.text import slugify
 from apps.backups.choices import (
     BackupState,
     Compression,
+    RestoreKind,
+    RestoreState,
     ServerSideEncryption,
     SslMode,
     StorageKind,
@@ -196,6 +199,12 @@ class DatabaseTarget(models.Model):
         help_text="Where its backups go unless another storage is chosen for one backup.",
     )
     is_production = models.BooleanField(default=False)
+    is_scratch = models.BooleanField(
+        "Scratch database",
+        default=False,
+        help_text="Its contents may be thrown away (a copy for tests or analysis): a restore "
+        "into it may skip the safety backup.",
+    )
     checked_at = models.DateTimeField(null=True, blank=True)
     check_ok = models.BooleanField(null=True)
     check_detail = models.CharField(max_length=500, blank=True)
@@ -289,6 +298,8 @@ class Backup(models.Model):
     schedule = models.CharField(
         max_length=100, blank=True, help_text="The schedule that started it, if one did."
     )
+    # Why it was taken when not by a person's "Back up now" (a restore's safety backup).
+    note = models.CharField(max_length=200, blank=True)
 
     objects = BackupQuerySet.as_manager()
 
@@ -335,3 +346,170 @@ class Backup(models.Model):
         ):
             return BackupState.FAILED
         return self.state
+
+
+class IntegrityCheck(models.Model):
+    """A fact an admin expects of a target's data, as one read-only SELECT returning one number
+    and the range it must fall in (the runbooks' ``SELECT COUNT(*) FROM users``). Run after
+    every restore and test restore of the target's backups, in a read-only transaction with
+    a statement timeout, beside the row counts recorded at backup time."""
+
+    target = models.ForeignKey(
+        DatabaseTarget, on_delete=models.CASCADE, related_name="integrity_checks"
+    )
+    name = models.CharField(max_length=100)
+    sql = models.TextField(
+        "SQL",
+        max_length=5000,
+        help_text="One read-only SELECT (or WITH … SELECT) returning one row with one number, "
+        "e.g. SELECT count(*) FROM users WHERE active. Tried on the database when saved.",
+    )
+    min_value = models.DecimalField(
+        "At least", max_digits=30, decimal_places=4, null=True, blank=True
+    )
+    max_value = models.DecimalField(
+        "At most", max_digits=30, decimal_places=4, null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["target", "name"], name="one_check_name_per_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.target.name})"
+
+    @property
+    def expected_label(self) -> str:
+        """The range in words: "≥ 1", "≤ 10", "between 1 and 10"."""
+        low, high = _plain(self.min_value), _plain(self.max_value)
+        if low is not None and high is not None:
+            return f"between {low} and {high}"
+        if low is not None:
+            return f"≥ {low}"
+        if high is not None:
+            return f"≤ {high}"
+        return "any number"
+
+    def accepts(self, value: Decimal) -> bool:
+        if self.min_value is not None and value < self.min_value:
+            return False
+        return not (self.max_value is not None and value > self.max_value)
+
+
+def _plain(value: Decimal | None) -> str | None:
+    """A bound without trailing zeros: 1, not 1.0000."""
+    if value is None:
+        return None
+    text = format(value.normalize(), "f")
+    return text
+
+
+class RestoreRunQuerySet(models.QuerySet["RestoreRun"]):
+    def finished(self) -> RestoreRunQuerySet:
+        return self.exclude(state=RestoreState.RUNNING)
+
+    def tests(self) -> RestoreRunQuerySet:
+        return self.filter(kind=RestoreKind.TEST)
+
+
+class RestoreRun(models.Model):
+    """One restore of a backup, real or test: where it went, how long reading, verifying and
+    pg_restore took (the recovery time a real restore would take), and every integrity
+    check with its figures. Written by the restore handlers; a run whose worker died shows
+    as failed."""
+
+    kind = models.CharField(max_length=10, choices=RestoreKind.choices)
+    # SET_NULL: the record of a verification outlives the backup's pruning.
+    backup = models.ForeignKey(
+        Backup, null=True, on_delete=models.SET_NULL, related_name="restore_runs"
+    )
+    # The target it belongs to: the one restored over, or, for a test restore, the backup's.
+    target = models.ForeignKey(
+        DatabaseTarget, on_delete=models.CASCADE, related_name="restore_runs"
+    )
+    database = models.CharField(max_length=63, help_text="The database restored into.")
+    server = models.CharField(max_length=300, blank=True)
+    state = models.CharField(
+        max_length=10, choices=RestoreState.choices, default=RestoreState.RUNNING
+    )
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    restore_seconds = models.FloatField(null=True, blank=True)
+    # [{"name", "kind" ("rows" or "sql"), "value", "expected", "passed", "detail"}]
+    checks = models.JSONField(default=list, blank=True)
+    safety_backup = models.ForeignKey(
+        Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    operation = models.ForeignKey(
+        "operations.Operation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    schedule = models.CharField(max_length=100, blank=True)
+
+    objects = RestoreRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [
+            models.Index(fields=["target", "kind", "-started_at"], name="restorerun_target_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.get_kind_display()} of {self.target.name} at {self.started_at:%Y-%m-%d %H:%M}"
+        )
+
+    @property
+    def passed(self) -> bool:
+        return self.state == RestoreState.PASSED
+
+    @property
+    def started_by_label(self) -> str:
+        if self.schedule:
+            return self.schedule
+        return self.started_by.get_username() if self.started_by else "—"
+
+    @property
+    def checks_passed(self) -> int:
+        return sum(1 for check in self.checks if check.get("passed"))
+
+    @property
+    def failed_checks(self) -> list[dict[str, object]]:
+        return [check for check in self.checks if not check.get("passed")]
+
+    def shown_state(self) -> str:
+        """Failed when still "running" but its operation ended (the worker died)."""
+        if (
+            self.state == RestoreState.RUNNING
+            and self.operation is not None
+            and self.operation.is_final
+        ):
+            return RestoreState.FAILED
+        return self.state
+
+
+def verified_restore_status(last: RestoreRun | None, now: datetime) -> tuple[str, str]:
+    """The target's "last verified restore" as a state and words: "ok" when its last test
+    restore passed within BACKUP_VERIFIED_RESTORE_MAX_AGE_DAYS, else "warning" (amber)."""
+    days = settings.BACKUP_VERIFIED_RESTORE_MAX_AGE_DAYS
+    if last is None:
+        return "warning", "Never verified: no test restore yet"
+    if last.state != RestoreState.PASSED:
+        return "warning", "The last test restore failed"
+    if last.started_at < now - timedelta(days=days):
+        return "warning", f"No verified restore within {days} days"
+    return "ok", "Verified"

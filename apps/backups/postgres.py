@@ -146,7 +146,7 @@ def open_snapshot(target: DatabaseTarget) -> tuple[psycopg.Connection, str, dict
 
 
 @dataclass(frozen=True)
-class PgDump:
+class PgClient:
     path: str
     version: str  # "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
     major: int
@@ -163,21 +163,23 @@ def client_version(path: str) -> tuple[str, int]:
     return answer, int(found.group(1))
 
 
-def find_pg_dump(server_major: int) -> PgDump:
-    """The pg_dump whose major version is the server's among the installed clients
-    (BACKUP_PG_BIN_GLOB, Debian's /usr/lib/postgresql/*/bin), else the one on PATH; refused
-    when it is older than the server (pg_dump cannot dump a newer server)."""
+def find_client(program: str, server_major: int) -> PgClient:
+    """The ``program`` (pg_dump, pg_restore) whose major version is the server's among the
+    installed clients (BACKUP_PG_BIN_GLOB, Debian's /usr/lib/postgresql/*/bin), else the one
+    on PATH; refused when it is older than the server (pg_dump cannot dump a newer server)."""
     for directory in sorted(glob.glob(settings.BACKUP_PG_BIN_GLOB)):
-        path = os.path.join(directory, "pg_dump")
+        path = os.path.join(directory, program)
         if not os.access(path, os.X_OK):
             continue
         version, major = client_version(path)
         if major == server_major:
-            return PgDump(path, version, major, f"its major version matches the server's ({major})")
-    on_path = shutil.which("pg_dump")
+            return PgClient(
+                path, version, major, f"its major version matches the server's ({major})"
+            )
+    on_path = shutil.which(program)
     if on_path is None:
         raise DatabaseProblem(
-            f"No pg_dump found (for PostgreSQL {server_major}): install the "
+            f"No {program} found (for PostgreSQL {server_major}): install the "
             f"postgresql-client-{server_major} package on the workers."
         )
     version, major = client_version(on_path)
@@ -186,13 +188,17 @@ def find_pg_dump(server_major: int) -> PgDump:
             f"{on_path} is {version}, older than the server (PostgreSQL {server_major}): "
             f"install postgresql-client-{server_major} on the workers."
         )
-    return PgDump(
+    return PgClient(
         on_path,
         version,
         major,
         f"no client of version {server_major} under {settings.BACKUP_PG_BIN_GLOB}; "
         "using the one on PATH",
     )
+
+
+def find_pg_dump(server_major: int) -> PgClient:
+    return find_client("pg_dump", server_major)
 
 
 def client_environment(target: DatabaseTarget) -> dict[str, str]:

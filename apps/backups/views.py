@@ -1,26 +1,40 @@
-"""The backups pages: targets with their last good backup, a target's backup history, the
-storage list, and the admins' forms for targets and storage."""
+"""The backups pages: targets with their last good backup and last verified restore, a
+target's backup history, restores and integrity checks, the page that starts a restore of
+one backup, the storage list, and the admins' forms for targets, storage and checks."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.access import require_permission
 from apps.backups import actions
-from apps.backups.forms import BackupStorageForm, DatabaseTargetForm
-from apps.backups.models import TARGET_TYPE, Backup, BackupStorage, DatabaseTarget
+from apps.backups.forms import BackupStorageForm, DatabaseTargetForm, IntegrityCheckForm
+from apps.backups.models import (
+    TARGET_TYPE,
+    Backup,
+    BackupStorage,
+    DatabaseTarget,
+    IntegrityCheck,
+    RestoreRun,
+    verified_restore_status,
+)
 from apps.common.editing import edit_page
 from apps.common.http import PortalRequest
 from apps.common.paging import keyset_page
 from apps.operations.models import Operation
 
 BACKUP_KIND = "backups.backup"
+RESTORE_KIND = "backups.restore"
+TEST_RESTORE_KIND = "backups.test_restore"
 HISTORY_PAGE_SIZE = 25
+RESTORES_SHOWN = 10
 
 
 def _fragment_wanted(request: PortalRequest) -> bool:
@@ -37,12 +51,31 @@ def backup_list(request: PortalRequest) -> HttpResponse:
         targets = targets.filter(
             Q(name__icontains=query) | Q(database__icontains=query) | Q(host__icontains=query)
         )
-    rows = list(targets.with_last_good_backup_id())
+    last_test = (
+        RestoreRun.objects.tests()
+        .finished()
+        .filter(target=OuterRef("pk"))
+        .order_by("-started_at", "-pk")
+        .values("pk")[:1]
+    )
+    rows = list(targets.with_last_good_backup_id().annotate(last_test_id=Subquery(last_test)))
     last_good = Backup.objects.select_related("started_by").in_bulk(
         [row.last_good_backup_id for row in rows if row.last_good_backup_id]  # type: ignore[attr-defined]
     )
+    last_tests = RestoreRun.objects.in_bulk(
+        [row.last_test_id for row in rows if row.last_test_id]  # type: ignore[attr-defined]
+    )
+    now = timezone.now()
     context = {
-        "rows": [(target, last_good.get(target.last_good_backup_id)) for target in rows],  # type: ignore[attr-defined]
+        "rows": [
+            (
+                target,
+                last_good.get(target.last_good_backup_id),  # type: ignore[attr-defined]
+                last_tests.get(target.last_test_id),  # type: ignore[attr-defined]
+                verified_restore_status(last_tests.get(target.last_test_id), now),  # type: ignore[attr-defined]
+            )
+            for target in rows
+        ],
         "query": query,
         "has_storage": BackupStorage.objects.exists(),
         "backup_kind": BACKUP_KIND,
@@ -66,6 +99,14 @@ def target_detail(request: PortalRequest, pk: int) -> HttpResponse:
     page = keyset_page(
         request, history, "pk", int(before) if before.isdigit() else None, HISTORY_PAGE_SIZE
     )
+    last_test = (
+        RestoreRun.objects.tests()
+        .finished()
+        .filter(target=target)
+        .select_related("backup")
+        .order_by("-started_at", "-pk")
+        .first()
+    )
     context = {
         "target": target,
         "backups": page.rows,
@@ -74,7 +115,16 @@ def target_detail(request: PortalRequest, pk: int) -> HttpResponse:
         "operations": Operation.objects.for_list().filter(
             target_type=TARGET_TYPE, target_id=str(target.pk)
         )[:5],
+        "last_test": last_test,
+        "verified": verified_restore_status(last_test, timezone.now()),
+        "restore_runs": RestoreRun.objects.filter(target=target).select_related(
+            "backup__target", "operation", "started_by"
+        )[:RESTORES_SHOWN],
+        "checks": IntegrityCheck.objects.filter(target=target),
+        "max_age_days": settings.BACKUP_VERIFIED_RESTORE_MAX_AGE_DAYS,
         "backup_kind": BACKUP_KIND,
+        "restore_kind": RESTORE_KIND,
+        "test_restore_kind": TEST_RESTORE_KIND,
     }
     if _fragment_wanted(request):
         return render(request, "backups/target.html#history", context)
@@ -120,6 +170,63 @@ def target_check(request: PortalRequest, pk: int) -> HttpResponse:
         messages.success(request, f"{target.name} answers: {target.check_detail}.")
     else:
         messages.error(request, f"{target.name} cannot be reached: {target.check_detail}")
+    return redirect(target)
+
+
+@require_permission("operations.run_destructive_operation")
+@require_GET
+def backup_restore(request: PortalRequest, pk: int) -> HttpResponse:
+    """The first step of a restore: one good backup, what it holds, and where it goes (its
+    own target or another); the operations engine's form and confirmation follow."""
+    backup = get_object_or_404(
+        Backup.objects.good().select_related("target", "storage", "started_by"), pk=pk
+    )
+    chosen = request.GET.get("target", "")
+    context = {
+        "backup": backup,
+        "destinations": DatabaseTarget.objects.all(),
+        "chosen": int(chosen) if chosen.isdigit() else backup.target_id,
+        "checks": IntegrityCheck.objects.filter(target=backup.target_id).count(),
+        "restore_kind": RESTORE_KIND,
+    }
+    return render(request, "backups/restore.html", context)
+
+
+@require_permission("backups.add_integritycheck")
+@require_http_methods(["GET", "POST"])
+def check_create(request: PortalRequest, pk: int) -> HttpResponse:
+    target = get_object_or_404(DatabaseTarget, pk=pk)
+    form = IntegrityCheckForm(request.POST or None, target=target)
+    return edit_page(
+        request,
+        form,
+        title=f"New integrity check of {target.name}",
+        back=target.get_absolute_url(),
+        save=actions.do_save_integrity_check,
+    )
+
+
+@require_permission("backups.change_integritycheck")
+@require_http_methods(["GET", "POST"])
+def check_edit(request: PortalRequest, pk: int) -> HttpResponse:
+    check = get_object_or_404(IntegrityCheck.objects.select_related("target"), pk=pk)
+    form = IntegrityCheckForm(request.POST or None, instance=check, target=check.target)
+    return edit_page(
+        request,
+        form,
+        title=f"Edit the check “{check.name}” of {check.target.name}",
+        back=check.target.get_absolute_url(),
+        save=actions.do_save_integrity_check,
+    )
+
+
+@require_permission("backups.delete_integritycheck")
+@require_POST
+def check_delete(request: PortalRequest, pk: int) -> HttpResponse:
+    check = get_object_or_404(IntegrityCheck.objects.select_related("target"), pk=pk)
+    target = check.target
+    actions.do_delete_integrity_check(request.user, check)
+    messages.success(request, f"Removed the check “{check.name}”.")
     return redirect(target)
 
 

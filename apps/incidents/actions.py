@@ -4,7 +4,8 @@ the severity or reopen, the post-mortem before closing) are checked here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,11 +40,14 @@ POSTMORTEM_WITHIN = timedelta(hours=48)
 
 
 class IncidentRefused(Exception):
-    """The change cannot be made; ``message`` says why, for people."""
+    """The change cannot be made; ``message`` says why, for people. ``denied`` names the
+    audit action of a refusal raised inside a transaction: ``changing`` records it after the
+    rollback, which would otherwise take the record with it."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, denied: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.denied = denied
 
 
 def audit_target(incident: Incident) -> AuditTarget:
@@ -60,6 +64,19 @@ def refuse(actor: User, incident: Incident | None, action: str, message: str) ->
         reason=message,
     )
     return IncidentRefused(message)
+
+
+@contextmanager
+def changing(actor: User, incident: Incident) -> Iterator[None]:
+    """One transaction for a change; a refusal raised inside it with ``denied`` is audited
+    once the transaction has rolled back."""
+    try:
+        with transaction.atomic():
+            yield
+    except IncidentRefused as exc:
+        if exc.denied:
+            refuse(actor, incident, exc.denied, exc.message)
+        raise
 
 
 def _locked(incident: Incident) -> Incident:
@@ -198,14 +215,14 @@ def do_change_state(
         raise IncidentRefused("Resolve the incident with its final public update.")
     if state == IncidentState.CLOSED:
         raise IncidentRefused("Close the incident from its post-mortem.")
-    with transaction.atomic():
+    with changing(actor, incident):
         incident = _locked(incident)
         before = IncidentState(incident.state)
         if before == state:
             return incident
         reopening = before not in OPEN_STATES
         if reopening and not reason:
-            raise refuse(actor, incident, "reopen_refused", "Say why you reopen it.")
+            raise IncidentRefused("Say why you reopen it.", denied="reopen_refused")
         incident.state = state
         fields = ["state"]
         if reopening:
@@ -238,18 +255,16 @@ def do_change_severity(
     """Raise or lower the severity; lowering it needs a reason. Deadlines follow the new
     severity: an unacknowledged incident's deadline counts from the declaration again."""
     reason = reason.strip()
-    with transaction.atomic():
+    with changing(actor, incident):
         incident = _locked(incident)
         before = incident.severity
         if before.pk == severity.pk:
             return incident
         lowering = severity.rank > before.rank
         if lowering and not reason:
-            raise refuse(
-                actor,
-                incident,
-                "severity_refused",
+            raise IncidentRefused(
                 f"Say why you lower it from {before.key} to {severity.key}.",
+                denied="severity_refused",
             )
         now = timezone.now()
         incident.severity = severity
@@ -465,7 +480,7 @@ def do_resolve_incident(
 
 def do_close_incident(actor: User, incident: Incident) -> Incident:
     """Closed: resolved and, where the severity requires one, the post-mortem completed."""
-    with transaction.atomic():
+    with changing(actor, incident):
         incident = _locked(incident)
         if incident.state != IncidentState.RESOLVED:
             raise IncidentRefused("Only a resolved incident can be closed.")
@@ -473,11 +488,9 @@ def do_close_incident(actor: User, incident: Incident) -> Incident:
         if incident.severity.requires_postmortem and (
             postmortem is None or not postmortem.is_complete
         ):
-            raise refuse(
-                actor,
-                incident,
-                "close_refused",
+            raise IncidentRefused(
                 f"A {incident.severity.key} incident closes only with a completed post-mortem.",
+                denied="close_refused",
             )
         incident.state = IncidentState.CLOSED
         incident.closed_at = timezone.now()

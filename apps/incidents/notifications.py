@@ -13,10 +13,11 @@ import urllib.request
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.incidents.choices import Channel, EntryKind, NotificationState
+from apps.common.crypto import UnreadableSecret
+from apps.incidents.choices import Channel, EntryKind, IncidentState, NotificationState
 from apps.incidents.models import EscalationLevel, Incident, Notification, TimelineEntry
 
 logger = logging.getLogger(__name__)
@@ -66,14 +67,21 @@ def recipients(incident: Incident, event: EntryKind, level: int | None) -> list[
 def message(incident: Incident, event: EntryKind, entry: TimelineEntry | None) -> tuple[str, str]:
     from apps.incidents.actions import portal_url
 
-    subject = (
-        f"[OpsPortal] {incident.severity.key} #{incident.pk} {SUBJECTS.get(event, event.label)}: "
-        f"{incident.title}"
-    )[:300]
+    what = SUBJECTS.get(event, event.label)
+    if event == EntryKind.UPDATE and incident.state == IncidentState.RESOLVED:
+        # The final update that resolve posts: the one message people wait for.
+        what = "resolved"
+    elif event == EntryKind.ESCALATED and entry is not None and entry.data.get("level"):
+        what = f"escalated to level {entry.data['level']} ({entry.data.get('name', '')})"
+    subject = f"[OpsPortal] {incident.severity.key} #{incident.pk} {what}: {incident.title}"[:300]
     lines = [
         f"{incident.severity} — {incident.get_state_display()}",
         f"Commander: {incident.commander.get_username()}",
     ]
+    if incident.customer_impact and event == EntryKind.DECLARED:
+        lines.append(f"Customer impact: {incident.customer_impact}")
+    if event == EntryKind.ACKNOWLEDGED and incident.acknowledged_by is not None:
+        lines.append(f"Acknowledged by: {incident.acknowledged_by.get_username()}")
     if entry is not None and entry.kind == EntryKind.UPDATE:
         lines += [
             f"Current status: {entry.current_status}",
@@ -140,7 +148,10 @@ def deliver(notification: Notification) -> None:
             raise DeliveryFailed(f"email: {exc}") from exc
         return
     policy = notification.incident.policy
-    url = policy.webhook_url if policy is not None else ""
+    try:
+        url = policy.webhook_url if policy is not None else ""
+    except UnreadableSecret as exc:
+        raise DeliveryFailed(f"webhook: {exc} Set the webhook URL again.") from exc
     if not url:
         raise DeliveryFailed("the policy has no webhook any more")
     payload = json.dumps({"text": f"*{notification.subject}*\n{notification.body}"}).encode()
@@ -167,6 +178,12 @@ def attempt(notification_id: int, *, last_try: bool) -> bool:
     )
     if notification is None:
         return True
+    # Claim this attempt: a message delivered twice by the broker is sent once.
+    claimed = Notification.objects.filter(
+        pk=notification.pk, state=NotificationState.PENDING, attempts=notification.attempts
+    ).update(attempts=F("attempts") + 1)
+    if not claimed:
+        return True
     notification.attempts += 1
     try:
         deliver(notification)
@@ -174,10 +191,10 @@ def attempt(notification_id: int, *, last_try: bool) -> bool:
         notification.last_error = str(exc)[:500]
         if last_try:
             notification.state = NotificationState.FAILED
-        notification.save(update_fields=["attempts", "last_error", "state"])
+        notification.save(update_fields=["last_error", "state"])
         logger.warning("notification %s: %s", notification.pk, exc)
         return last_try
     notification.state = NotificationState.SENT
     notification.sent_at = timezone.now()
-    notification.save(update_fields=["attempts", "state", "sent_at", "last_error"])
+    notification.save(update_fields=["state", "sent_at", "last_error"])
     return True

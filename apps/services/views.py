@@ -15,6 +15,7 @@ from apps.accounts.access import require_permission
 from apps.audit.history import recent_history
 from apps.common.editing import edit_page
 from apps.common.http import PortalRequest
+from apps.incidents.choices import OPEN_STATES
 from apps.operations.models import Operation
 from apps.operations.registry import get_kind
 from apps.services import actions, badges, gate, probes
@@ -117,6 +118,10 @@ def service_detail(request: PortalRequest, slug: str) -> HttpResponse:
         "service": service,
         "targets": targets,
         "target": target,
+        # Worst first: what is already declared on it, before someone declares it again.
+        "open_incidents": service.incidents.filter(state__in=OPEN_STATES)
+        .select_related("severity")
+        .order_by("severity__rank", "pk"),
         # The service itself and every environment's target: its whole story on one page.
         "history": recent_history(
             [("services.service", service.pk)] + [(TARGET_TYPE, each.pk) for each in targets]

@@ -1,0 +1,102 @@
+"""Test restores on a schedule: every target with a good backup gets one soon after its first
+good backup, then every BACKUP_TEST_RESTORE_DAYS (quarterly). The hourly beat task
+(apps.backups.tasks) calls ``start_due_test_restores``; the operations are requested by the
+scheduler's own account, an operator that cannot sign in, so that their audit records and
+their pages say who asked."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, Group, User
+from django.db.models import CharField, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from apps.accounts.roles import OPERATOR
+from apps.backups.choices import RestoreKind
+from apps.backups.models import TARGET_TYPE, Backup, DatabaseTarget, RestoreRun
+from apps.operations.actions import OperationRefused, do_start_operation
+from apps.operations.models import Operation
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_USERNAME = "opsportal-scheduler"
+SCHEDULE_LABEL = "scheduled test restores"
+TEST_RESTORE_KIND = "backups.test_restore"
+# Started this much before the interval ends, so that the next proof lands before the
+# target turns amber (BACKUP_VERIFIED_RESTORE_MAX_AGE_DAYS, the same 90 days by default).
+LEAD = timedelta(days=1)
+
+
+def scheduler_user() -> User:
+    """The account scheduled operations are requested by: an operator without a password."""
+    user, created = User.objects.get_or_create(
+        username=SCHEDULER_USERNAME, defaults={"first_name": "Scheduler"}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+        user.groups.add(Group.objects.get(name=OPERATOR))
+    return user
+
+
+def is_scheduler(user: AbstractBaseUser) -> bool:
+    return user.get_username() == SCHEDULER_USERNAME
+
+
+def targets_due(now: datetime) -> list[DatabaseTarget]:
+    """Targets with a good backup whose last test restore started more than the interval
+    (less the lead) ago, or never, and that have none queued or running now."""
+    every = timedelta(days=settings.BACKUP_TEST_RESTORE_DAYS)
+    last_test = (
+        RestoreRun.objects.filter(target=OuterRef("pk"), kind=RestoreKind.TEST)
+        .order_by("-started_at")
+        .values("started_at")[:1]
+    )
+    busy = Operation.objects.active().filter(
+        kind=TEST_RESTORE_KIND,
+        target_type=TARGET_TYPE,
+        target_id=Cast(OuterRef("pk"), output_field=CharField()),
+    )
+    return list(
+        DatabaseTarget.objects.annotate(
+            last_test=Subquery(last_test),
+            has_good=Exists(Backup.objects.good().filter(target=OuterRef("pk"))),
+            busy=Exists(busy),
+        )
+        .filter(has_good=True, busy=False)
+        .filter(Q(last_test__isnull=True) | Q(last_test__lt=now - every + LEAD))
+        .order_by("pk")
+    )
+
+
+def start_due_test_restores(now: datetime | None = None) -> list[Operation]:
+    """Request a test restore of the latest good backup of every target due; a refusal (the
+    gate of another kind, a race) is logged and the others go on."""
+    now = now or timezone.now()
+    due = targets_due(now)
+    if not due:
+        return []
+    requester = scheduler_user()
+    started = []
+    for target in due:
+        first = not RestoreRun.objects.filter(target=target, kind=RestoreKind.TEST).exists()
+        why = (
+            "its first good backup" if first else f"every {settings.BACKUP_TEST_RESTORE_DAYS} days"
+        )
+        try:
+            operation = do_start_operation(
+                requester,
+                TEST_RESTORE_KIND,
+                str(target.pk),
+                {"backup": None},
+                f"Scheduled test restore of {target.name} ({why}).",
+            )
+        except OperationRefused as exc:
+            logger.warning("test restore of %s not started: %s", target.name, exc.message)
+            continue
+        started.append(operation)
+    return started

@@ -1,0 +1,22 @@
+"""Celery tasks of the backups app: thin entry points that the beat schedule names
+(opsportal/settings.py); the work is in schedules.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from apps.backups import schedules
+from apps.services.tasks import exclusively
+
+START_TEST_RESTORES_LOCK = 0x4F50_5350_0201  # "OPSP" backups 1
+
+
+@shared_task(name="apps.backups.tasks.start_due_test_restores", ignore_result=True)
+def start_due_test_restores() -> dict[str, Any]:
+    """Start the test restores that are due, unless another run of this task is at it."""
+    with exclusively(START_TEST_RESTORES_LOCK) as acquired:
+        if not acquired:
+            return {"skipped": True}
+        return {"started": [operation.pk for operation in schedules.start_due_test_restores()]}
