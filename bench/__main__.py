@@ -35,13 +35,25 @@ def _peak_memory_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+BENCHMARKS = [
+    "dispatch",
+    "list",
+    "dashboard",
+    "probes",
+    "audit",
+    "incidents",
+    "maintenance",
+    "datastores",
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--operations", type=int, default=200, help="for dispatch latency")
     parser.add_argument("--requests", type=int, default=50, help="per page of the list")
     parser.add_argument(
         "--only",
-        choices=["dispatch", "list", "dashboard", "probes", "audit", "incidents"],
+        choices=BENCHMARKS,
         help="run one benchmark",
     )
     args = parser.parse_args(argv)
@@ -106,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "incidents"):
         incident_result = incidents.measure(client, operator, args.requests)
         print(incidents.render(incident_result, args.requests), flush=True)
+    if args.only in (None, "maintenance"):
+        from bench import maintenance
+
+        print(maintenance.render(maintenance.measure(operator)), flush=True)
+    if args.only in (None, "datastores"):
+        from bench import datastores
+
+        print(datastores.render(datastores.measure(client)), flush=True)
 
     empty_operations_table()
     print(

@@ -95,8 +95,10 @@ INSTALLED_APPS = [
     "apps.operations",
     "apps.services",
     "apps.backups",
+    "apps.datastores",
     "apps.incidents",
     "apps.statuspage",
+    "apps.maintenance",
 ]
 
 MIDDLEWARE = [
@@ -333,6 +335,17 @@ HEALTH_TLS_WARNING_DAYS = env_int("HEALTH_TLS_WARNING_DAYS", 30, minimum=1)
 HEALTH_PROBE_CA_BUNDLE = env_str("HEALTH_PROBE_CA_BUNDLE", "") or None
 DEPLOYMENTS_REFRESH_SECONDS = env_int("DEPLOYMENTS_REFRESH_SECONDS", 30, minimum=5)
 
+# --- Maintenance windows (the runbooks' communication plan) ---------------------------
+MAINTENANCE_NOTICE = timedelta(days=env_int("MAINTENANCE_NOTICE_DAYS", 7, minimum=0))
+MAINTENANCE_REMIND_BEFORE = timedelta(hours=env_int("MAINTENANCE_REMIND_HOURS", 24, minimum=1))
+# Sent more than this after its due time, a message says it is late.
+MAINTENANCE_LATE_AFTER = timedelta(minutes=env_int("MAINTENANCE_LATE_MINUTES", 5, minimum=1))
+# A message claimed this long ago and never recorded is marked unconfirmed (never re-sent).
+MAINTENANCE_CLAIM_TIMEOUT = timedelta(minutes=env_int("MAINTENANCE_CLAIM_MINUTES", 10, minimum=1))
+MAINTENANCE_OCCURRENCES_AHEAD = env_int("MAINTENANCE_OCCURRENCES_AHEAD", 8, minimum=1)
+MAINTENANCE_NOTIFY_EMAILS = env_list("MAINTENANCE_NOTIFY_EMAILS", [])
+MAINTENANCE_WEBHOOK_URL = env_str("MAINTENANCE_WEBHOOK_URL", "")
+
 CELERY_BEAT_SCHEDULE = {
     "reap-operations": {
         "task": "apps.operations.tasks.reap_operations",
@@ -362,6 +375,11 @@ CELERY_BEAT_SCHEDULE = {
     "watch-incidents": {
         "task": "apps.incidents.tasks.watch_incidents",
         "schedule": 30.0,
+    },
+    # Maintenance windows: start, end and each message of the communication plan on time.
+    "tick-maintenance": {
+        "task": "apps.maintenance.tasks.tick_maintenance",
+        "schedule": crontab(),  # every minute
     },
 }
 

@@ -13,9 +13,12 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("operations/", include("apps.operations.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("reports/", include("apps.audit.report_urls")),
     path("services/", include("apps.services.urls")),
     path("backups/", include("apps.backups.urls")),
+    path("datastores/", include("apps.datastores.urls")),
     path("incidents/", include("apps.incidents.urls")),
+    path("maintenance/", include("apps.maintenance.urls")),
     # /status/ (the public status page, no login) and /status.json.
     path("", include("apps.statuspage.urls")),
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import uuid
 from typing import Any
 
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
@@ -27,11 +29,17 @@ def ensure_roles() -> None:
         grant(django_apps, role, permissions)
 
 
+@functools.cache
+def _password_hash() -> str:
+    """PASSWORD, hashed once per run: hashing is slow on purpose (PBKDF2, a million rounds,
+    about a second here), and most tests make two or three people."""
+    return make_password(PASSWORD)
+
+
 def make_user(username: str, role: str | None = None, **fields: Any) -> User:
     ensure_roles()
-    user = get_user_model().objects.create_user(
-        username=username, password=PASSWORD, email=f"{username}@example.com", **fields
-    )
+    fields.setdefault("email", f"{username}@example.com")
+    user = get_user_model().objects.create(username=username, password=_password_hash(), **fields)
     if role is not None:
         user.groups.add(Group.objects.get(name=role))
     return user

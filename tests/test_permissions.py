@@ -170,10 +170,36 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         "GET": signed_in(403, 403, 403, 405),
         "POST": signed_in(403, 403, 403, 302),
     },
+    # The datastore consoles: everyone with a role reads them (the catalog's targets are on
+    # ports nothing listens on, so the pages say "Unreachable"); admins manage Redis targets.
+    **{
+        f"datastores:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("list", "postgres", "redis")
+    },
+    **{
+        f"datastores:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("redis-create", "redis-edit")
+    },
+    "datastores:redis-check": {
+        "GET": signed_in(403, 403, 403, 405),
+        "POST": signed_in(403, 403, 403, 302),
+    },
     "audit:integrity": {
         "GET": signed_in(403, 200, 200, 200),
         "POST": signed_in(403, 405, 405, 405),
     },
+    # The history of one user (what they did, what was done to the account): admins only.
+    "audit:user-history": {
+        "GET": signed_in(403, 403, 403, 200),
+        "POST": signed_in(403, 403, 403, 405),
+    },
+    "reports:index": {"GET": signed_in(403, 200, 200, 200), "POST": signed_in(403, 405, 405, 405)},
     # The incident pages: viewers read, operators declare and change. An empty form is
     # refused with its errors (400); acknowledging needs no input, nor does an unchanged list
     # of affected services; closing an open incident is refused (400).
@@ -265,7 +291,68 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         }
         for name in ("component-move", "component-remove")
     },
+    # Maintenance windows: viewers read, operators schedule and run them. An empty form is
+    # refused with its errors (400); the buttons say what happened and go back (302).
+    **{
+        f"maintenance:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("list", "calendar", "detail", "feed_link")
+    },
+    **{
+        f"maintenance:{name}": {
+            "GET": signed_in(403, 403, 200, 200),
+            "POST": signed_in(403, 403, 400, 400),
+        }
+        for name in ("create", "edit", "move")
+    },
+    **{
+        f"maintenance:{name}": {
+            "GET": signed_in(403, 403, 405, 405),
+            "POST": signed_in(403, 403, 302, 302),
+        }
+        for name in ("cancel", "start", "end", "extend", "skip", "tick")
+    },
+    # The calendar feed: its secret link is the credential.
+    "maintenance:feed": {"GET": everyone(200), "POST": everyone(405)},
 }
+
+
+def _maintenance_objects(user: Any, service: Service) -> dict[str, dict[str, object]]:
+    """A window in ten days, its first occurrence and a checklist step, and a feed token."""
+    from apps.maintenance.actions import WindowData, do_create_window
+    from apps.maintenance.views import feed_token
+
+    start = timezone.now() + timedelta(days=10)
+    window = do_create_window(
+        user,
+        WindowData(
+            title="perm-window",
+            services=[service],
+            environments=[],
+            time_zone="UTC",
+            start_at=start,
+            end_at=start + timedelta(hours=1),
+            recurrence="",
+            impact="none",
+            message="perm",
+            maintenance_mode=False,
+            short_notice_reason="",
+        ),
+    )
+    occurrence = window.occurrences.get()
+    step = occurrence.steps.first()
+    assert step is not None
+    return {
+        **{f"maintenance:{name}": {"pk": window.pk} for name in ("detail", "edit", "cancel")},
+        **{
+            f"maintenance:{name}": {"pk": occurrence.pk}
+            for name in ("start", "end", "extend", "skip", "move")
+        },
+        "maintenance:tick": {"pk": step.pk},
+        "maintenance:feed": {"token": feed_token(user.pk)},
+    }
 
 
 @dataclass
@@ -340,6 +427,17 @@ def _restore_objects(database: DatabaseTarget) -> dict[str, dict[str, object]]:
     }
 
 
+def _datastore_objects() -> dict[str, dict[str, object]]:
+    """A Redis target on a port nothing listens on: its console says so, fast."""
+    from apps.datastores.models import RedisTarget
+
+    redis_target = RedisTarget.objects.create(name="perm-redis", url="redis://127.0.0.1:9")
+    return {
+        f"datastores:{name}": {"pk": redis_target.pk}
+        for name in ("redis", "redis-edit", "redis-check")
+    }
+
+
 def _url_names(patterns: list[Any], namespace: str = "") -> list[tuple[str, URLPattern]]:
     found: list[tuple[str, URLPattern]] = []
     for entry in patterns:
@@ -406,6 +504,8 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         "backups:target-edit": {"pk": catalog.database.pk},
         "backups:target-check": {"pk": catalog.database.pk},
         "backups:storage-edit": {"pk": catalog.database.storage_id},
+        "datastores:postgres": {"pk": catalog.database.pk},
+        **_datastore_objects(),
         **{
             f"incidents:{name}": {"pk": open_incident.pk}
             for name in (
@@ -422,8 +522,10 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
             for name in ("postmortem", "postmortem_complete", "action_add", "postmortem_markdown")
         },
         "incidents:action_done": {"item_pk": action_item.pk},
+        "audit:user-history": {"pk": requester.pk},
         "incidents:severity_edit": {"pk": Severity.objects.get(key="SEV-1").pk},
         "incidents:policy_edit": {"pk": EscalationPolicy.objects.get(is_default=True).pk},
+        **_maintenance_objects(requester, catalog.service),
     }
     mismatches = []
     for name, pattern in _url_names(get_resolver().url_patterns):

@@ -8,10 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.http import urlencode
 
+from apps.audit.filters import MAX_BIGINT
 from apps.audit.models import AuditEvent
+from apps.common.paging import keyset_page
 
 HISTORY_LENGTH = 20
+# The target type of events about a user account (role changes, sign-ins of that account).
+USER_TYPE = "auth.user"
+# The cursor of a paged history in the page's URL: the seq of the last event shown.
+HISTORY_CURSOR = "before"
 
 
 @dataclass(frozen=True)
@@ -47,3 +56,29 @@ def changes_of(event: AuditEvent) -> list[Change]:
 
 def recent_history(objects: Iterable[tuple[str, Any]]) -> list[tuple[AuditEvent, list[Change]]]:
     return [(event, changes_of(event)) for event in events_about(objects)[:HISTORY_LENGTH]]
+
+
+def _cursor(request: HttpRequest) -> int | None:
+    """The page cursor, or None (the newest page) when it is missing or could not be a seq:
+    a tampered cursor shows the newest events rather than failing the page."""
+    raw = request.GET.get(HISTORY_CURSOR, "")
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_BIGINT:
+        return None
+    return int(raw) or None
+
+
+def history_context(
+    request: HttpRequest, objects: Iterable[tuple[str, Any]], *, target_type: str, target_id: Any
+) -> dict[str, Any]:
+    """What templates/audit/_history.html needs for a paged history of ``objects``: one page
+    of events (one query), the query string of the next (older) page, and the link to the
+    whole history in the audit list, filtered to the object."""
+    cursor = _cursor(request)
+    page = keyset_page(request, events_about(objects), "seq", cursor, HISTORY_LENGTH)
+    query = urlencode({"target_type": target_type, "target_id": str(target_id)})
+    return {
+        "history": [(event, changes_of(event)) for event in page.rows],
+        "history_next": page.next_query,
+        "history_paged": cursor is not None,
+        "history_url": f"{reverse('audit:list')}?{query}",
+    }

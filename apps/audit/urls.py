@@ -10,4 +10,5 @@ urlpatterns = [
     path("export.csv", views.export_csv, name="export-csv"),
     path("export.jsonl", views.export_jsonl, name="export-jsonl"),
     path("integrity/", views.chain, name="integrity"),
+    path("users/<int:pk>/", views.user_history, name="user-history"),
 ]

@@ -1,17 +1,26 @@
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from apps.accounts.access import require_permission
-from apps.audit import exports
+from apps.audit import exports, reports
 from apps.audit.filters import CURSOR, read_filters
+from apps.audit.history import HISTORY_LENGTH, USER_TYPE, changes_of
 from apps.audit.links import object_urls
+from apps.audit.models import AuditEvent
 from apps.audit.records import record, verify_chain
 from apps.common.http import PortalRequest
 from apps.common.paging import keyset_page
+from apps.incidents.figures import DEFAULT_PERIOD, PERIOD_CHOICES
+from apps.services.models import Service
+
+User = get_user_model()
 
 
 @require_permission("audit.view_auditevent")
@@ -82,3 +91,69 @@ def export_jsonl(request: PortalRequest) -> StreamingHttpResponse:
 def chain(request: PortalRequest) -> HttpResponse:
     """Check the hash chain now and say whether it is intact."""
     return render(request, "audit/chain.html", {"report": verify_chain()})
+
+
+@require_permission("auth.view_user")
+@require_GET
+def user_history(request: PortalRequest, pk: int) -> HttpResponse:
+    """What one person did (events they are the actor of) and what was done to their account
+    (events whose target is the user), in one list newest first, keyset-paged by seq. Two
+    indexed conditions (actor, and target type + id), so a page costs the same at any depth."""
+    person = get_object_or_404(User, pk=pk)
+    events = (
+        AuditEvent.objects.filter(
+            Q(actor_id=person.pk) | Q(target_type=USER_TYPE, target_id=str(person.pk))
+        )
+        .select_related("actor")
+        .order_by("-seq")
+    )
+    raw = request.GET.get(CURSOR, "")
+    cursor = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+    page = keyset_page(request, events, "seq", cursor or None, HISTORY_LENGTH * 2)
+    urls = object_urls(page.rows)
+    rows = [
+        (
+            event,
+            urls.get(event.seq, ""),
+            event.actor_id == person.pk,
+            event.target_type == USER_TYPE and event.target_id == str(person.pk),
+            changes_of(event),
+        )
+        for event in page.rows
+    ]
+    context = {
+        "person": person,
+        "rows": rows,
+        "next_query": page.next_query,
+        "paged": bool(cursor),
+        "actor_url": f"{reverse('audit:list')}?{urlencode({'actor': person.get_username()})}",
+        "target_url": f"{reverse('audit:list')}?"
+        + urlencode({"target_type": USER_TYPE, "target_id": str(person.pk)}),
+    }
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "audit/user.html#events", context)
+    return render(request, "audit/user.html", context)
+
+
+@require_permission("audit.view_auditevent")
+@require_GET
+def report(request: PortalRequest) -> HttpResponse:
+    """Delivery and incident-response figures for a period and scope chosen in the URL; an
+    unknown value is ignored with a message, never a failure."""
+    form = reports.ReportForm(request.GET)
+    form.is_valid()
+    services = list(Service.objects.only("pk", "name", "slug", "team").order_by("name"))
+    scope, problems = reports.read_scope(form, services)
+    period_key = getattr(form, "cleaned_data", {}).get("period") or DEFAULT_PERIOD
+    context = {
+        "form": form,
+        "report": reports.build_report(period_key, scope),
+        "problems": problems,
+        "periods": PERIOD_CHOICES,
+        "chosen": period_key,
+        "services": services,
+        "teams": reports.teams_of(services),
+    }
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "audit/reports.html#report", context)
+    return render(request, "audit/reports.html", context)

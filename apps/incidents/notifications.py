@@ -154,7 +154,14 @@ def deliver(notification: Notification) -> None:
         raise DeliveryFailed(f"webhook: {exc} Set the webhook URL again.") from exc
     if not url:
         raise DeliveryFailed("the policy has no webhook any more")
-    payload = json.dumps({"text": f"*{notification.subject}*\n{notification.body}"}).encode()
+    post_webhook(url, notification.subject, notification.body)
+
+
+def post_webhook(url: str, subject: str, body: str, **extra: str) -> None:
+    """POST one message to a Slack-compatible incoming webhook (``extra`` keys, such as a
+    dedupe key, go beside ``text``); raises DeliveryFailed with the reason. The maintenance
+    windows send their stages through it too."""
+    payload = json.dumps({"text": f"*{subject}*\n{body}", **extra}).encode()
     request = urllib.request.Request(
         url, data=payload, headers={"Content-Type": "application/json"}, method="POST"
     )

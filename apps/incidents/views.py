@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from apps.accounts.access import require_permission
+from apps.audit.history import history_context
 from apps.common.http import PortalRequest
 from apps.common.paging import keyset_page
 from apps.incidents import actions
@@ -41,7 +42,7 @@ from apps.incidents.forms import (
     UpdateForm,
 )
 from apps.incidents.hooks import origin_of
-from apps.incidents.models import Incident, Severity, TimelineEntry
+from apps.incidents.models import INCIDENT_TYPE, Incident, Severity, TimelineEntry
 from apps.operations.registry import get_kind
 from apps.services.models import DeploymentTarget, Service
 
@@ -594,9 +595,15 @@ def _detail_context(
                 "act_targets": _actions(request, incident),
                 "notifications": list(incident.notifications.all()[:NOTIFICATIONS_SHOWN]),
                 "notifications_limit": NOTIFICATIONS_SHOWN,
+                **_history(request, incident.pk),
             }
         )
     return context
+
+
+def _history(request: PortalRequest, pk: int) -> dict[str, Any]:
+    """The audit events about the incident, newest first and paged (one query)."""
+    return history_context(request, [(INCIDENT_TYPE, pk)], target_type=INCIDENT_TYPE, target_id=pk)
 
 
 def _poll(request: PortalRequest, incident_pk: int, after: int) -> HttpResponse:
@@ -647,6 +654,10 @@ def incident_detail(request: PortalRequest, pk: int) -> HttpResponse:
     earlier = request.GET.get("earlier", "")
     if _is_fragment(request) and earlier.isdigit():
         return _earlier(request, pk, int(earlier))
+    if _is_fragment(request) and "before" in request.GET:
+        # "Older events" of the History section: only that section, a page further back.
+        get_object_or_404(Incident.objects.only("pk"), pk=pk)
+        return render(request, "audit/_history.html", _history(request, pk))
     incident = _incident(pk)
     context = _detail_context(request, incident, everything=request.GET.get("all") == "1")
     if _is_fragment(request):

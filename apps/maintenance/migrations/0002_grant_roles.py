@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import migrations
+
+from apps.accounts.roles import create_permissions_now, grant
+
+# As in apps/accounts/roles.py ROLE_PERMISSIONS: viewers read, operators schedule and run.
+GRANTS = {
+    "viewer": ["maintenance.view_window"],
+    "operator": ["maintenance.add_window", "maintenance.change_window"],
+}
+
+
+def seed(apps: Any, schema_editor: Any) -> None:
+    create_permissions_now(apps)
+    for role, permissions in GRANTS.items():
+        grant(apps, role, permissions)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("maintenance", "0001_initial"),
+        ("accounts", "0001_roles"),
+    ]
+
+    operations = [migrations.RunPython(seed, migrations.RunPython.noop)]
