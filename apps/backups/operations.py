@@ -20,6 +20,7 @@ from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
@@ -94,6 +95,10 @@ def _why(exc: BaseException) -> str:
     return f"Error: {type(exc).__name__}: {exc}"
 
 
+# Backups of one target started within the same second (see take_backup).
+KEY_ATTEMPTS = 3
+
+
 def take_backup(
     target: DatabaseTarget,
     storage: BackupStorage,
@@ -104,21 +109,31 @@ def take_backup(
 ) -> Backup:
     """Dump ``target`` into ``storage`` and keep the record: a good Backup, or a failed one
     with the reason and OperationFailed (or the cancel, the time limit) raised on."""
-    started = timezone.now()
-    try:
-        key = backup_key(storage.prefix, target.name, started)
-    except StorageError as exc:
-        raise OperationFailed(str(exc)) from None
-    backup = Backup.objects.create(
-        target=target,
-        storage=storage,
-        key=key,
-        state=BackupState.RUNNING,
-        started_at=started,
-        operation=operation,
-        started_by=operation.requested_by,
-        note=note[:200],
-    )
+    for _attempt in range(KEY_ATTEMPTS):
+        started = timezone.now()
+        try:
+            key = backup_key(storage.prefix, target.name, started)
+        except StorageError as exc:
+            raise OperationFailed(str(exc)) from None
+        try:
+            with transaction.atomic():
+                backup = Backup.objects.create(
+                    target=target,
+                    storage=storage,
+                    key=key,
+                    state=BackupState.RUNNING,
+                    started_at=started,
+                    operation=operation,
+                    started_by=operation.requested_by,
+                    note=note[:200],
+                )
+            break
+        except IntegrityError:
+            # Keys name the second a backup starts: one of this target (a restore's safety
+            # backup right after a backup) started in this second. Take the next one's.
+            time.sleep(1.0 - started.microsecond / 1_000_000)
+    else:
+        raise OperationFailed(f"No free key for a backup of {target.name} in {storage.name}.")
     reporter.log(f"Backing up {target.dsn_label} to {storage.name}: {key}")
     try:
         outcome = stream_dump(target, backend_for(storage), key, reporter)
