@@ -24,12 +24,10 @@ from typing import Any
 
 from django import forms
 from django.db.models import (
-    Aggregate,
     Avg,
     Case,
     CharField,
     Count,
-    DurationField,
     Exists,
     F,
     Max,
@@ -107,14 +105,6 @@ class Scope:
 
 
 # --- Queries ----------------------------------------------------------------------------------
-
-
-class Median(Aggregate):
-    """PostgreSQL's exact median of durations (percentile_cont works on intervals)."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = DurationField()
 
 
 def _bucket(field: str, period: figures.Period) -> Case:
@@ -231,37 +221,49 @@ def _resolved(scope: Scope) -> QuerySet[Incident]:
     return incidents
 
 
+def _restore_times(
+    scope: Scope, start: datetime, end: datetime
+) -> list[tuple[datetime, timedelta]]:
+    """(resolved at, declared → resolved) of the incidents resolved in ``[start, end)``:
+    one query. Medians are taken in Python: SQLite, the embedded database, has no
+    percentile function, and a period holds hundreds of incidents at most."""
+    rows = (
+        _resolved(scope)
+        .filter(resolved_at__gte=start, resolved_at__lt=end)
+        .order_by()
+        .values_list("resolved_at", "declared_at")
+    )
+    return [(resolved, resolved - declared) for resolved, declared in rows if resolved]
+
+
+def _median(durations: list[timedelta]) -> timedelta:
+    ordered = sorted(durations)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _restore(durations: list[timedelta]) -> Restore:
+    if not durations:
+        return Restore(0, None, None)
+    return Restore(len(durations), sum(durations, timedelta()) / len(durations), _median(durations))
+
+
 def time_to_restore(scope: Scope, period: figures.Period) -> tuple[Restore, Restore]:
     """Declared → resolved over the incidents resolved in each period: one query."""
-    duration = F("resolved_at") - F("declared_at")
-    now = Q(resolved_at__gte=period.start, resolved_at__lt=period.end)
-    before = Q(resolved_at__gte=period.previous_start, resolved_at__lt=period.previous_end)
-    found = _resolved(scope).aggregate(
-        count=Count("id", filter=now),
-        mean=Avg(duration, filter=now),
-        median=Median(duration, filter=now),
-        previous_count=Count("id", filter=before),
-        previous_mean=Avg(duration, filter=before),
-        previous_median=Median(duration, filter=before),
-    )
-    return (
-        Restore(found["count"], found["mean"], found["median"]),
-        Restore(found["previous_count"], found["previous_mean"], found["previous_median"]),
-    )
+    times = _restore_times(scope, period.previous_start, period.end)
+    now = [duration for resolved, duration in times if resolved >= period.start]
+    before = [duration for resolved, duration in times if resolved < period.previous_end]
+    return _restore(now), _restore(before)
 
 
 def weekly_restore(scope: Scope, period: figures.Period) -> dict[datetime, float]:
     """The median time to restore (seconds) of the incidents resolved each week: one query."""
-    rows = (
-        _resolved(scope)
-        .filter(resolved_at__gte=period.start, resolved_at__lt=period.end)
-        .annotate(week=TruncWeek("resolved_at", tzinfo=UTC))
-        .order_by()
-        .values("week")
-        .annotate(median=Median(F("resolved_at") - F("declared_at")))
-        .values_list("week", "median")
-    )
-    return {figures._monday(week): median.total_seconds() for week, median in rows if median}
+    weeks: dict[datetime, list[timedelta]] = {}
+    for resolved, duration in _restore_times(scope, period.start, period.end):
+        weeks.setdefault(figures._monday(resolved), []).append(duration)
+    return {week: _median(durations).total_seconds() for week, durations in weeks.items()}
 
 
 def weekly_acknowledge(period: figures.Period) -> dict[datetime, float]:
