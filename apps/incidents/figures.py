@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from django.db.models import Avg, Count, F, Q
+from django.db.models import Avg, Count, F, Q, QuerySet
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
@@ -139,13 +139,17 @@ def incident_figures(
     *,
     now: datetime | None = None,
     severities: list[Severity] | None = None,
+    incidents: QuerySet[Incident] | None = None,
 ) -> IncidentFigures:
     """The figures of ``[start, end)`` in three aggregate queries (four without
-    ``severities``, the table of severities in rank order)."""
+    ``severities``, the table of severities in rank order), over ``incidents`` (all of them
+    unless narrowed, e.g. to one team's services)."""
     now = now or timezone.now()
     if severities is None:
         severities = list(Severity.objects.order_by("rank"))
-    declared = Incident.objects.filter(declared_at__gte=start, declared_at__lt=end)
+    if incidents is None:
+        incidents = Incident.objects.all()
+    declared = incidents.filter(declared_at__gte=start, declared_at__lt=end)
     counts = dict(
         declared.order_by()
         .values_list("severity_id")
@@ -161,7 +165,7 @@ def incident_figures(
         postmortem__completed_at__lte=F("resolved_at") + POSTMORTEM_WITHIN,
     )
     pending = Q(postmortem__completed_at__isnull=True, resolved_at__gt=now - POSTMORTEM_WITHIN)
-    resolving = Incident.objects.filter(resolved_at__gte=start, resolved_at__lt=end).aggregate(
+    resolving = incidents.filter(resolved_at__gte=start, resolved_at__lt=end).aggregate(
         count=Count("id"),
         mean=Avg(F("resolved_at") - F("declared_at")),
         required=Count("id", filter=required),
@@ -361,21 +365,29 @@ def tone_of(rank_index: int) -> str:
     return SEVERITY_TONES[min(rank_index, len(SEVERITY_TONES) - 1)]
 
 
-def _monday(value: datetime) -> datetime:
+def week_start(value: datetime) -> datetime:
+    """The Monday (00:00 UTC) of the week ``value`` falls in: the weeks of every chart."""
     value = value.astimezone(UTC)
     day = datetime(value.year, value.month, value.day, tzinfo=UTC)
     return day - timedelta(days=day.weekday())
 
 
 def weekly_chart(
-    start: datetime, end: datetime, *, severities: list[Severity] | None = None
+    start: datetime,
+    end: datetime,
+    *,
+    severities: list[Severity] | None = None,
+    incidents: QuerySet[Incident] | None = None,
 ) -> WeeklyChart:
     """Incidents declared per week (weeks start on Monday, UTC) by severity, stacked with
-    the worst at the bottom, as the shapes of a small server-rendered SVG: one query."""
+    the worst at the bottom, as the shapes of a small server-rendered SVG: one query over
+    ``incidents`` (all of them by default)."""
     if severities is None:
         severities = list(Severity.objects.order_by("rank"))
+    if incidents is None:
+        incidents = Incident.objects.all()
     rows = (
-        Incident.objects.filter(declared_at__gte=start, declared_at__lt=end)
+        incidents.filter(declared_at__gte=start, declared_at__lt=end)
         .annotate(week=TruncWeek("declared_at", tzinfo=UTC))
         .order_by()
         .values_list("week", "severity_id")
@@ -383,10 +395,10 @@ def weekly_chart(
         .values_list("week", "severity_id", "count")
     )
     counts: dict[tuple[datetime, int], int] = {
-        (_monday(week), severity_id): count for week, severity_id, count in rows
+        (week_start(week), severity_id): count for week, severity_id, count in rows
     }
     mondays = []
-    monday = _monday(start)
+    monday = week_start(start)
     while monday < end:
         mondays.append(monday)
         monday += timedelta(days=7)

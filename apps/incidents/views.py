@@ -4,14 +4,12 @@ apps.incidents.actions; a refusal is shown where the person typed, and nothing i
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from django import forms
 from django.contrib import messages
-from django.db.models import Count, Max, Q, QuerySet, Subquery
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -24,7 +22,7 @@ from apps.accounts.access import require_permission
 from apps.audit.history import history_context
 from apps.common.http import PortalRequest
 from apps.common.paging import keyset_page
-from apps.incidents import actions
+from apps.incidents import actions, timeline
 from apps.incidents.actions import IncidentRefused
 from apps.incidents.choices import OPEN_STATES, EntryKind, IncidentState, Role
 from apps.incidents.forms import (
@@ -43,8 +41,9 @@ from apps.incidents.forms import (
 )
 from apps.incidents.hooks import origin_of
 from apps.incidents.models import INCIDENT_TYPE, Incident, Severity, TimelineEntry
+from apps.incidents.postmortems import duration_words
 from apps.operations.registry import get_kind
-from apps.services.models import DeploymentTarget, Service
+from apps.services.models import DeploymentTarget, Environment, Service
 
 # What can be done from an incident's page to its services, in the order people reach for them.
 INCIDENT_KINDS = [
@@ -64,10 +63,6 @@ HEADER_KINDS = {
     EntryKind.UPDATE,  # the next update is due later
 }
 NOTIFICATIONS_SHOWN = 50
-# The page shows the latest entries (in the order they happened); earlier ones load on
-# demand, so that a long incident's page costs what a short one's does.
-TIMELINE_WINDOW = 100
-TIME_FORMAT = "%b %d, %H:%M:%S"
 
 
 class Look(NamedTuple):
@@ -115,7 +110,14 @@ def _row(incident: Incident) -> Row:
         incident,
         state_look(incident.state),
         severity_look(incident.severity),
-        _duration_words(int(to_ack.total_seconds())) if to_ack is not None else "",
+        duration_words(to_ack) if to_ack is not None else "",
+    )
+
+
+def _editable(request: PortalRequest, incident: Incident) -> bool:
+    """Whether this user may correct the entries of this incident's timeline from the page."""
+    return incident.state != IncidentState.CLOSED and request.user.has_perm(
+        "incidents.change_incident"
     )
 
 
@@ -182,17 +184,33 @@ def _prefilled_services(request: PortalRequest) -> tuple[list[int], list[str]]:
     return sorted(found), unknown
 
 
+def _prefilled(request: PortalRequest, service_ids: list[int]) -> dict[str, Any]:
+    """What a link may fill in (an alert: its title, severity and environment); a value
+    that names nothing is left out, and the form asks for it as usual."""
+    initial: dict[str, Any] = {"services": service_ids}
+    title = request.GET.get("title", "").replace("\x00", "").strip()
+    if title:
+        initial["title"] = title[: Incident._meta.get_field("title").max_length]
+    severity = Severity.objects.filter(key=request.GET.get("severity", "")).first()
+    if severity is not None:
+        initial["severity"] = severity.pk
+    environments = [value for value in request.GET.getlist("environment") if value.isdigit()]
+    if environments:
+        initial["environments"] = list(
+            Environment.objects.filter(pk__in=environments).values_list("pk", flat=True)
+        )
+    return initial
+
+
 def _severity_guide() -> list[tuple[Severity, str, str]]:
     """Each severity with what it asks, in words, beside the declaration form."""
     guide = []
     for severity in Severity.objects.all():
-        acknowledge = _duration_words(int(severity.acknowledge_within.total_seconds()))
+        acknowledge = duration_words(severity.acknowledge_within)
         if severity.business_days:
             acknowledge += " (business days)"
         every = severity.update_every
-        guide.append(
-            (severity, acknowledge, _duration_words(int(every.total_seconds())) if every else "")
-        )
+        guide.append((severity, acknowledge, duration_words(every) if every else ""))
     return guide
 
 
@@ -205,7 +223,7 @@ def declare(request: PortalRequest) -> HttpResponse:
         form = DeclareForm(request.POST, declarer=request.user)
     else:
         service_ids, unknown = _prefilled_services(request)
-        form = DeclareForm(declarer=request.user, initial={"services": service_ids})
+        form = DeclareForm(declarer=request.user, initial=_prefilled(request, service_ids))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -280,101 +298,11 @@ def _postmortem_url(incident: Incident) -> str:
         return ""
 
 
-def _timeline(incident: Incident | int) -> QuerySet[TimelineEntry]:
-    return (
-        TimelineEntry.objects.filter(incident=incident)
-        .select_related("author", "operation", "corrects")
-        .only(
-            *[
-                f.name
-                for f in TimelineEntry._meta.concrete_fields
-                if f.name not in ("incident", "author", "operation", "corrects")
-            ],
-            "incident_id",
-            "author__username",
-            "operation__id",
-            "corrects__id",
-            "corrects__kind",
-        )
-        .order_by("occurred_at", "id")
-    )
-
-
-class Window(NamedTuple):
-    entries: list[TimelineEntry]
-    earlier: int  # how many entries happened before these
-    cursor: int  # the newest entry's id, for the live poll
-
-
-def _window(incident_pk: int, before: TimelineEntry | None = None) -> Window:
-    """The last TIMELINE_WINDOW entries (before ``before`` when given), in the order they
-    happened, and how many come earlier."""
-    entries = _timeline(incident_pk)
-    if before is not None:
-        entries = entries.filter(
-            Q(occurred_at__lt=before.occurred_at)
-            | Q(occurred_at=before.occurred_at, pk__lt=before.pk)
-        )
-    figures = entries.aggregate(total=Count("pk"), cursor=Max("pk"))
-    # The window's ids first (a sort of narrow rows), then only those rows with their joins.
-    last_ids = entries.reverse().values("pk")[:TIMELINE_WINDOW]
-    shown = list(_timeline(incident_pk).filter(pk__in=Subquery(last_ids)))
-    return Window(shown, figures["total"] - len(shown), figures["cursor"] or 0)
-
-
-def _prepare(entries: list[TimelineEntry], *, complete: bool = False) -> None:
-    """Give each entry what its template cannot work out cheaply: the ids of the entries
-    shown that correct it, whether the entry it corrects is on the page (``complete``: all
-    of them are), and how long an acknowledgement took, in words."""
-    corrections: dict[int, list[int]] = defaultdict(list)
-    shown = {entry.pk for entry in entries}
-    for entry in entries:
-        if entry.corrects_id is not None:
-            corrections[entry.corrects_id].append(entry.pk)
-    labels = dict(EntryKind.choices)
-    zone = timezone.get_current_timezone()
-    for entry in entries:
-        # Plain attributes: a long timeline renders fastest without lookups through methods.
-        occurred = entry.occurred_at.astimezone(zone)
-        extra: dict[str, Any] = {
-            "corrected_by": corrections.get(entry.pk, ()),
-            "corrects_shown": complete or entry.corrects_id in shown,
-            "label": labels.get(entry.kind, entry.kind),
-            "who": entry.author.username if entry.author is not None else "",
-            "when": occurred.strftime(TIME_FORMAT),
-            "when_iso": occurred.isoformat(),
-            "written": "",
-        }
-        if entry.created_at != entry.occurred_at:
-            written = entry.created_at.astimezone(zone)
-            extra.update(written=written.strftime(TIME_FORMAT), written_iso=written.isoformat())
-        if entry.kind == EntryKind.ACKNOWLEDGED:
-            extra["after_words"] = _duration_words(int(entry.data.get("after_seconds") or 0))
-        entry.__dict__.update(extra)
-
-
-def _duration_words(seconds: int) -> str:
-    """3725 → "1 h 2 min", 200 → "3 min 20 s"."""
-    days, rest = divmod(max(seconds, 0), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    if minutes and not seconds:
-        return f"{minutes} min"
-    if minutes:
-        return f"{minutes} min {seconds} s"
-    return f"{seconds} s"
-
-
 def _header_context(request: PortalRequest, incident: Incident) -> dict[str, Any]:
     now = timezone.now()
     postmortem = getattr(incident, "postmortem", None)
     return {
         "incident": incident,
-        "page_url": incident.get_absolute_url(),
         "state_look": state_look(incident.state),
         "severity_look": severity_look(incident.severity),
         "ack_overdue": bool(incident.acknowledge_by and incident.acknowledge_by <= now),
@@ -567,7 +495,7 @@ def _detail_context(
     bound: IncidentForm | None = None,
     bound_name: str = "",
     message: str = "",
-    timeline: bool = True,
+    with_timeline: bool = True,
     everything: bool = False,
 ) -> dict[str, Any]:
     write, manage = _cards(request, incident, bound, bound_name, message)
@@ -580,13 +508,18 @@ def _detail_context(
             "origin": origin_of(incident),
         }
     )
-    if timeline:
+    if with_timeline:
         if everything:
-            entries = list(_timeline(incident.pk))
-            window = Window(entries, 0, max((entry.pk for entry in entries), default=0))
+            entries = list(timeline.entries(incident.pk))
+            window = timeline.Window(entries, 0, max((entry.pk for entry in entries), default=0))
         else:
-            window = _window(incident.pk)
-        _prepare(window.entries, complete=everything)
+            window = timeline.window(incident.pk)
+        timeline.prepare(
+            window.entries,
+            editable=_editable(request, incident),
+            page_url=incident.get_absolute_url(),
+            complete=everything,
+        )
         context.update(
             {
                 "entries": window.entries,
@@ -610,7 +543,7 @@ def _poll(request: PortalRequest, incident_pk: int, after: int) -> HttpResponse:
     """Only the entries after the cursor: nothing at all (204) when there is none, so that
     a poll costs a few hundred bytes; with new entries, those, the new cursor, and the
     header again when one of them changed it."""
-    new = list(_timeline(incident_pk).filter(pk__gt=after))
+    new = list(timeline.entries(incident_pk).filter(pk__gt=after))
     if not new:
         return HttpResponse(status=204)
     incident = _incident(incident_pk)
@@ -628,8 +561,10 @@ def _poll(request: PortalRequest, incident_pk: int, after: int) -> HttpResponse:
     if in_order:
         entries = new
     else:
-        entries, earlier, _ = _window(incident.pk)
-    _prepare(entries)
+        entries, earlier, _ = timeline.window(incident.pk)
+    timeline.prepare(
+        entries, editable=_editable(request, incident), page_url=incident.get_absolute_url()
+    )
     context.update(
         {
             "entries": entries,
@@ -669,16 +604,11 @@ def _earlier(request: PortalRequest, incident_pk: int, first_shown: int) -> Http
     """The entries that happened before the first one shown, a window at a time."""
     incident = get_object_or_404(Incident.objects.only("pk", "state"), pk=incident_pk)
     first = get_object_or_404(TimelineEntry, incident_id=incident_pk, pk=first_shown)
-    entries, earlier, _ = _window(incident_pk, before=first)
-    _prepare(entries)
-    context = {
-        "incident": incident,
-        "page_url": incident.get_absolute_url(),
-        "entries": entries,
-        "earlier": earlier,
-        "live": incident.state != IncidentState.CLOSED,
-        "can_change": request.user.has_perm("incidents.change_incident"),
-    }
+    entries, earlier, _ = timeline.window(incident_pk, before=first)
+    timeline.prepare(
+        entries, editable=_editable(request, incident), page_url=incident.get_absolute_url()
+    )
+    context = {"incident": incident, "entries": entries, "earlier": earlier}
     return render(request, "incidents/detail.html#earlier", context)
 
 
@@ -714,7 +644,7 @@ def _change(
         return render(request, "incidents/detail.html", context, status=400)
     # htmx swaps only 2xx answers: the errors come back with 200, in the fragment.
     context = _detail_context(
-        request, incident, bound=form, bound_name=name, message=message, timeline=False
+        request, incident, bound=form, bound_name=name, message=message, with_timeline=False
     )
     fragment = FRAGMENTS.get(name, "manage")
     if fragment == "form_card":

@@ -14,7 +14,13 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from apps.incidents.actions import do_acknowledge_incident, do_resolve_incident
-from apps.incidents.figures import figures_report, incident_figures, period_bounds
+from apps.incidents.figures import (
+    figures_report,
+    incident_figures,
+    period_bounds,
+    week_start,
+    weekly_chart,
+)
 from apps.incidents.models import Incident
 from apps.incidents.postmortems import do_add_action_item, do_complete_postmortem
 from tests.conftest import client_for
@@ -297,3 +303,22 @@ def test_the_figures_take_a_fixed_number_of_queries(operator: Any, viewer: Any) 
             postmortem=timedelta(hours=3) if number % 3 != 2 else None,
         )
     assert queries() == few
+
+
+def test_the_figures_and_the_chart_cover_the_incidents_given(
+    history: dict[str, Incident],
+) -> None:
+    # Only the SEV-1s: on time (4 min to acknowledge) and pending (2 min).
+    sev1 = Incident.objects.filter(severity__key="SEV-1")
+    figures = incident_figures(PERIOD_START, NOW, now=NOW, incidents=sev1)
+    assert figures.total == 2
+    assert figures.mean_time_to_acknowledge == timedelta(minutes=3)
+    assert (figures.postmortems_due, figures.postmortems_on_time) == (1, 1)
+    assert figures.postmortems_pending == 1
+    chart = weekly_chart(PERIOD_START, NOW, incidents=sev1)
+    assert sum(week.total for week in chart.weeks) == 2
+
+
+def test_week_start_is_the_monday_of_the_week_in_utc() -> None:
+    assert week_start(datetime(2026, 3, 15, 23, 30, tzinfo=UTC)) == datetime(2026, 3, 9, tzinfo=UTC)
+    assert week_start(datetime(2026, 3, 16, 0, 0, tzinfo=UTC)) == datetime(2026, 3, 16, tzinfo=UTC)

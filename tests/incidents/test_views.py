@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import time_machine
@@ -15,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from apps.incidents import views
+from apps.incidents import timeline
 from apps.incidents.actions import (
     do_acknowledge_incident,
     do_add_note,
@@ -209,6 +210,26 @@ def test_the_declare_form_is_prefilled_from_a_service_page(operator: Any, world:
     assert "There is no service 987654" in unknown.content.decode()
 
 
+def test_the_declare_form_is_prefilled_from_an_alert(operator: Any, world: World) -> None:
+    query = urlencode(
+        [
+            ("service", world.service.pk),
+            ("environment", world.production.pk),
+            ("title", "checkout: error rate above 5 %\x00" + "x" * 300),
+            ("severity", "SEV-2"),
+        ]
+    )
+    form = client_for(operator).get(f"/incidents/declare/?{query}").context["form"]
+    assert form["title"].value() == ("checkout: error rate above 5 %" + "x" * 300)[:200]
+    assert form["severity"].value() == Severity.objects.get(key="SEV-2").pk
+    assert form["environments"].value() == [world.production.pk]
+    # Values naming nothing are left for the form to ask.
+    odd = client_for(operator).get("/incidents/declare/?severity=SEV-9&environment=x")
+    assert odd.status_code == 200
+    assert odd.context["form"]["severity"].value() is None
+    assert not odd.context["form"]["environments"].value()
+
+
 @pytest.mark.parametrize(
     "change, words",
     [
@@ -366,6 +387,34 @@ def test_the_timeline_shows_operations_corrections_and_public_updates(
     assert "Public</span>" in content
 
 
+def test_kept_entry_html_follows_what_changes_around_the_entry(
+    operator: Any, admin: Any, viewer: Any, world: World
+) -> None:
+    # Entries are rendered once and kept (timeline.py); what can change around one must
+    # show at once: a correction, its author's new name, who looks, a closed incident.
+    incident = make_incident(operator, "SEV-3")
+    wrong = do_add_note(operator, incident, "The primary database is down")
+    correct_link = f'href="?corrects={wrong.pk}#card-note"'
+
+    def entry(user: Any) -> str:
+        content = client_for(user).get(detail_url(incident)).content.decode()
+        return content.split(f'id="entry-{wrong.pk}"')[1].split("</li>")[0]
+
+    first = entry(operator)
+    assert "Corrected by" not in first and correct_link in first and "olga-operator" in first
+    assert correct_link not in entry(viewer)  # viewers cannot correct
+
+    fix = do_add_note(operator, incident, "It was the replica", corrects=wrong)
+    assert f'Corrected by <a href="#entry-{fix.pk}">#{fix.pk}</a>' in entry(operator)
+
+    operator.username = "olga-renamed"
+    operator.save(update_fields=["username"])
+    assert "olga-renamed" in entry(operator)
+
+    Incident.objects.filter(pk=incident.pk).update(state=IncidentState.CLOSED)
+    assert correct_link not in entry(admin)
+
+
 def test_an_entry_logged_afterwards_shows_both_times(operator: Any, world: World) -> None:
     with time_machine.travel(NOW, tick=False):
         incident = make_incident(operator, "SEV-3")
@@ -415,7 +464,7 @@ def test_the_query_count_does_not_grow_with_the_timeline(operator: Any, world: W
 def test_a_long_timeline_shows_its_latest_entries_and_loads_earlier_ones(
     operator: Any, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(views, "TIMELINE_WINDOW", 3)
+    monkeypatch.setattr(timeline, "TIMELINE_WINDOW", 3)
     incident = make_incident(operator)  # entry 1: declared
     notes = [do_add_note(operator, incident, f"note number {n}") for n in range(5)]
     client = client_for(operator)

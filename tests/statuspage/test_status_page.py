@@ -333,7 +333,10 @@ def test_the_history_shows_the_day_of_a_past_incident(
     anonymous: Client, admin: Any, component: StatusComponent, api: Service
 ) -> None:
     now = timezone.now()
-    twenty_days_ago = now - timedelta(days=20)
+    # At noon, so that the hour-long outage stays within one day whenever the test runs.
+    twenty_days_ago = timezone.localtime(now - timedelta(days=20)).replace(
+        hour=12, minute=0, second=0, microsecond=0
+    )
     with time_machine.travel(twenty_days_ago, tick=False):
         incident = make_incident(admin, "SEV-1", services=[api], title="Old outage")
     with time_machine.travel(twenty_days_ago + timedelta(hours=1), tick=False):
