@@ -285,6 +285,7 @@ def delete_keys(operation: Operation, reporter: Reporter) -> None:
             "deleted": outcome.deleted,
             "batches": outcome.batches,
             "slowest_call_ms": round(outcome.slowest_call_ms, 2),
+            "smallest_scan_count": outcome.smallest_count,
         },
     )
     reporter.step(

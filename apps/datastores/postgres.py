@@ -9,6 +9,7 @@ server must neither write nor wait.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -80,6 +81,7 @@ class Snapshot:
     replicas: list[dict[str, Any]] = field(default_factory=list)
     replay_lag: timedelta | None = None
     vacuums: list[dict[str, Any]] = field(default_factory=list)
+    blocked_count: int = 0  # backends waiting for another's lock (the headline's figure)
 
     @property
     def connections_percent(self) -> float:
@@ -132,6 +134,10 @@ CROSS JOIN LATERAL unnest(pg_blocking_pids(blocked.pid)) AS b(pid)
 JOIN pg_stat_activity AS blocker ON blocker.pid = b.pid
 ORDER BY blocked.query_start ASC NULLS LAST, blocker.pid
 LIMIT %s
+"""
+
+_BLOCKED_COUNT = """
+SELECT count(*) AS blocked FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0
 """
 
 # Sizes cost a file lookup per relation and fork: over 2,000 tables and their indexes that
@@ -208,9 +214,24 @@ def _rows(connection: psycopg.Connection[Any], query: str, *params: object) -> l
 def read_snapshot(target: DatabaseTarget, timeout_ms: int = STATEMENT_TIMEOUT_MS) -> Snapshot:
     """Every section of the console from one connection, closed after; DatabaseProblem when
     the server cannot be reached or a read fails (its timeout, a permission)."""
+    return _reading(target, timeout_ms, _read)
+
+
+def read_headline(target: DatabaseTarget, timeout_ms: int = STATEMENT_TIMEOUT_MS) -> Snapshot:
+    """The figures of the service page's panel, in three cheap queries: the server, the
+    connections against the limit, the longest query (``activity`` holds it alone) and how
+    many backends wait for a lock (``blocked_count``). Same guards as read_snapshot."""
+    return _reading(target, timeout_ms, _read_headline)
+
+
+def _reading(
+    target: DatabaseTarget,
+    timeout_ms: int,
+    reader: Callable[[psycopg.Connection[Any], int], Snapshot],
+) -> Snapshot:
     with connect(target) as connection:
         try:
-            return _read(connection, timeout_ms)
+            return reader(connection, timeout_ms)
         except errors.QueryCanceled:
             raise DatabaseProblem(
                 f"A console query took longer than its {timeout_ms} ms timeout: the server "
@@ -254,6 +275,20 @@ def _read(connection: psycopg.Connection[Any], timeout_ms: int) -> Snapshot:
         snapshot.replay_lag = lag["lag"] if lag else None
     else:
         snapshot.replicas = _rows(connection, _REPLICAS)
+    connection.rollback()
+    return snapshot
+
+
+def _read_headline(connection: psycopg.Connection[Any], timeout_ms: int) -> Snapshot:
+    begin_read_only(connection, timeout_ms)
+    server = connection.execute(_SERVER).fetchone()
+    assert server is not None
+    snapshot = Snapshot(**server)
+    snapshot.activity = _rows(connection, _ACTIVITY, 1)
+    for row in snapshot.activity:
+        row["is_long"] = row["duration"] is not None and row["duration"] > LONG_QUERY
+    blocked = connection.execute(_BLOCKED_COUNT).fetchone()
+    snapshot.blocked_count = int(blocked["blocked"]) if blocked else 0
     connection.rollback()
     return snapshot
 

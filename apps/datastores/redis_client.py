@@ -1,8 +1,8 @@
 """The Redis console and the statements of its operations, with the ``redis`` client.
 
-Deleting by pattern walks the keyspace with SCAN (COUNT 1000) and UNLINKs each batch: never
-KEYS, which blocks the server for the whole keyspace, and never DEL of a huge value in the
-server's main thread.
+Deleting by pattern walks the keyspace with SCAN (COUNT up to 1000, smaller when the server
+is slow to answer) and UNLINKs each batch: never KEYS, which blocks the server for the whole
+keyspace, and never DEL of a huge value in the server's main thread.
 """
 
 from __future__ import annotations
@@ -19,11 +19,19 @@ from apps.datastores.models import RedisTarget
 
 SOCKET_TIMEOUT_SECONDS = 5
 SCAN_BATCH = 1000
+# Delete by pattern adapts its SCAN COUNT (and so its UNLINK batch) to how long each command
+# takes, timed from the client (an upper bound of the server's own time): a command over the
+# budget halves the next batch, down to DELETE_BATCH_MIN; commands well under it let the
+# batch grow back to SCAN_BATCH. A busy server gets smaller bites, never a long block.
+DELETE_BATCH_MIN = 100
+BATCH_BUDGET_MS = 5.0
 SAMPLE_SIZE = 20
 SLOWLOG_SHOWN = 15
 # A preview walks the keyspace to count; past this many keys examined it stops and says so.
 PREVIEW_SCAN_LIMIT = 2_000_000
 BULLMQ_STATES = ("wait", "active", "failed", "delayed")
+# The maintainuk runbook's alert: "Queue depth > 1000 for 10 minutes".
+QUEUE_WARNING_DEPTH = 1000
 
 
 class RedisProblem(Exception):
@@ -84,6 +92,12 @@ class QueueDepth:
     name: str
     depths: list[tuple[str, int | None]]  # (what, count); None: absent or of another type
     note: str = ""
+
+    @property
+    def state(self) -> str:
+        """Warning when any of its counts is over the runbooks' alert depth."""
+        deep = any(count is not None and count > QUEUE_WARNING_DEPTH for _, count in self.depths)
+        return "warning" if deep else "ok"
 
 
 @dataclass
@@ -166,6 +180,37 @@ def read_snapshot(target: RedisTarget) -> RedisSnapshot:
             }
             for entry in slowlog
         ],
+        queues=queues,
+    )
+
+
+def read_headline(target: RedisTarget) -> RedisSnapshot:
+    """The figures of the service page's panel: PING latency, version, memory against
+    maxmemory, clients and the declared queues' depths (no slowlog, no keyspace), in four
+    round trips; RedisProblem when it cannot be read."""
+    client = client_for(target)
+    try:
+        with talking_to(target):
+            started = time.perf_counter()
+            client.ping()
+            ping_ms = (time.perf_counter() - started) * 1000
+            pipe = client.pipeline(transaction=False)
+            for section in ("server", "memory", "clients"):
+                pipe.info(section)
+            info: dict[str, Any] = {}
+            for part in pipe.execute():
+                info.update(part)
+            queues = queue_depths(client, target)
+    finally:
+        client.close()
+    return RedisSnapshot(
+        ping_ms=ping_ms,
+        version=str(info.get("redis_version", "")),
+        uptime_seconds=int(info.get("uptime_in_seconds", 0)),
+        used_memory=int(info.get("used_memory", 0)),
+        maxmemory=int(info.get("maxmemory", 0)),
+        clients=int(info.get("connected_clients", 0)),
+        blocked_clients=int(info.get("blocked_clients", 0)),
         queues=queues,
     )
 
@@ -267,17 +312,31 @@ def preview_pattern(client: redis.Redis, pattern: str) -> Preview:
 class Deletion:
     deleted: int = 0
     batches: int = 0
+    calls: int = 0
     slowest_call_ms: float = 0.0
+    count: int = SCAN_BATCH  # the SCAN COUNT of the next batch
+    smallest_count: int = SCAN_BATCH
 
     def note_call(self, started: float) -> None:
-        self.slowest_call_ms = max(self.slowest_call_ms, (time.perf_counter() - started) * 1000)
+        self.took((time.perf_counter() - started) * 1000)
+
+    def took(self, call_ms: float) -> None:
+        """One command took ``call_ms``: the longest so far, and the next batch's size."""
+        self.calls += 1
+        self.slowest_call_ms = max(self.slowest_call_ms, call_ms)
+        if call_ms > BATCH_BUDGET_MS:
+            self.count = max(DELETE_BATCH_MIN, self.count // 2)
+        elif call_ms < BATCH_BUDGET_MS / 4:
+            self.count = min(SCAN_BATCH, self.count * 2)
+        self.smallest_count = min(self.smallest_count, self.count)
 
 
 def delete_pattern(
     client: redis.Redis, pattern: str, on_batch: Callable[[Deletion], None] | None = None
 ) -> Deletion:
     """UNLINK every key matching ``pattern``, one SCAN batch at a time; each call is timed so
-    that the longest single command can be reported."""
+    that the longest single command can be reported and the next batch sized (see
+    BATCH_BUDGET_MS)."""
     outcome = Deletion()
     for keys in _scan_batches(client, pattern, outcome):
         started = time.perf_counter()
@@ -293,7 +352,7 @@ def _scan_batches(client: redis.Redis, pattern: str, outcome: Deletion) -> Itera
     cursor = 0
     while True:
         started = time.perf_counter()
-        cursor, keys = client.scan(cursor=cursor, match=pattern, count=SCAN_BATCH)
+        cursor, keys = client.scan(cursor=cursor, match=pattern, count=outcome.count)
         outcome.note_call(started)
         if keys:
             yield [str(key) for key in keys]

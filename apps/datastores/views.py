@@ -133,3 +133,38 @@ def redis_check(request: PortalRequest, pk: int) -> HttpResponse:
     else:
         messages.error(request, f"{target.name} cannot be reached: {target.check_detail}")
     return redirect(target)
+
+
+# --- the panels of the service page ------------------------------------------------------------
+# The service page includes datastores/_service_panels.html, which lists the service's
+# targets (two queries, whatever their number) and loads each panel from these views with
+# htmx: a server that is down or slow makes its own panel say so, never the service page wait
+# for it or fail.
+
+
+@require_permission("datastores.view_datastore")
+@require_GET
+def postgres_panel(request: PortalRequest, pk: int) -> HttpResponse:
+    target = get_object_or_404(DatabaseTarget, pk=pk)
+    context: dict[str, Any] = {
+        "target": target,
+        "warning_percent": postgres.WARNING_PERCENT,
+        "critical_percent": postgres.CRITICAL_PERCENT,
+    }
+    try:
+        context["snapshot"] = postgres.read_headline(target)
+    except DatabaseProblem as exc:
+        context["problem"] = str(exc)
+    return render(request, "datastores/_postgres_panel.html", context)
+
+
+@require_permission("datastores.view_datastore")
+@require_GET
+def redis_panel(request: PortalRequest, pk: int) -> HttpResponse:
+    target = get_object_or_404(RedisTarget, pk=pk)
+    context: dict[str, Any] = {"target": target}
+    try:
+        context["snapshot"] = redis_client.read_headline(target)
+    except redis_client.RedisProblem as exc:
+        context["problem"] = str(exc)
+    return render(request, "datastores/_redis_panel.html", context)

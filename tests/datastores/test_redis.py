@@ -279,3 +279,20 @@ def test_the_admin_form_keeps_the_password_encrypted_and_out_of_the_url(admin: A
         {"name": "other", "url": "redis://cache:6379", "db": 0, "bullmq_queues": "a*"},
     )
     assert bad.status_code == 400
+
+
+def test_delete_by_pattern_takes_smaller_batches_when_commands_are_slow() -> None:
+    deletion = redis_client.Deletion()
+    assert deletion.count == redis_client.SCAN_BATCH
+    deletion.took(redis_client.BATCH_BUDGET_MS * 4)
+    assert deletion.count == redis_client.SCAN_BATCH // 2
+    for _ in range(10):
+        deletion.took(50.0)
+    assert deletion.count == redis_client.DELETE_BATCH_MIN  # never below the floor
+    deletion.took(redis_client.BATCH_BUDGET_MS / 2)  # within the budget: kept
+    assert deletion.count == redis_client.DELETE_BATCH_MIN
+    for _ in range(10):
+        deletion.took(0.1)
+    assert deletion.count == redis_client.SCAN_BATCH  # grows back, never above SCAN COUNT 1000
+    assert deletion.calls == 22 and deletion.slowest_call_ms == 50.0
+    assert deletion.smallest_count == redis_client.DELETE_BATCH_MIN

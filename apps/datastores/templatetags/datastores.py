@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django import template
+
+from apps.backups.models import DatabaseTarget
+from apps.datastores.models import RedisTarget
 
 register = template.Library()
 
@@ -25,3 +29,13 @@ def duration(value: timedelta | None) -> str:
 @register.filter
 def seconds(value: int) -> str:
     return duration(timedelta(seconds=int(value)))
+
+
+@register.simple_tag
+def datastores_of(service: Any) -> dict[str, list[Any]]:
+    """The PostgreSQL and Redis targets linked to ``service``, for the panels of its page:
+    two queries whatever their number (the figures themselves load with each panel)."""
+    return {
+        "databases": list(DatabaseTarget.objects.filter(service=service).order_by("name")),
+        "redis_targets": list(RedisTarget.objects.filter(service=service).order_by("name")),
+    }
