@@ -561,3 +561,26 @@ def verify_health(window: Window) -> dict[str, Any]:
             }
         )
     return {"ok": bool(rows) and all(row["ok"] for row in rows), "targets": rows}
+
+
+def do_send_test_message(actor: User, window: Window) -> list[str]:
+    """Send a test of the window's announcement to the actor's email and the webhook, to
+    check the channels before the real messages go; returns where it went."""
+    if not actor.has_perm("maintenance.change_window"):
+        raise _refuse(actor, window, "Your role cannot send test messages.")
+    if not actor.email and not settings.MAINTENANCE_WEBHOOK_URL:
+        raise MaintenanceRefused(
+            "Nowhere to send a test: your account has no email address and no webhook is "
+            "configured (MAINTENANCE_WEBHOOK_URL)."
+        )
+    reached, failures = communication.send_test(window, actor.email)
+    record(
+        "maintenance.test_message_sent",
+        actor=actor,
+        outcome=Outcome.FAILED if failures else Outcome.SUCCEEDED,
+        target=_target(window),
+        data={"reached": reached, "failures": failures},
+    )
+    if failures:
+        raise MaintenanceRefused("The test message failed: " + "; ".join(failures))
+    return reached

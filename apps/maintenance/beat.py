@@ -29,6 +29,7 @@ class Tick:
     sent: int = 0
     skipped: int = 0
     unconfirmed: int = 0
+    webhook_retries: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,4 +80,5 @@ def tick(now: datetime) -> Tick:
             logger.info("occurrence %s not ended: %s", occurrence.pk, exc.message)
     sent = communication.send_due(now, BATCH)
     counts.sent, counts.skipped, counts.unconfirmed = sent.sent, sent.skipped, sent.unconfirmed
+    counts.webhook_retries = sent.webhook_retries
     return counts

@@ -6,11 +6,16 @@ themselves (hooks.py).
 
 Exactly once, and what happens when a worker dies
 -------------------------------------------------
-The beat runs under an advisory lock (tasks.py), and each stage is first **claimed** with a
-conditional UPDATE (``claimed_at IS NULL → now``, committed on its own): two ticks in the
-same minute, or two beats, cannot both win it. Then it is sent, then the outcome recorded.
+The beat runs under an advisory lock (tasks.py), and the due stages are first **claimed**,
+up to CHUNK at a time, with one conditional UPDATE (``claimed_at IS NULL → now … RETURNING
+id``, committed on its own): two ticks in the same minute, or two beats, cannot both win a
+stage. Then the chunk is sent (one mail connection), then the outcomes are recorded in one
+transaction (one bulk UPDATE, the audit records in bulk): a tick costs the same dozen
+queries for 1 or 25 messages.
 
-A worker that dies after claiming and before recording leaves a claimed, unrecorded stage.
+A worker that dies after claiming and before recording leaves claimed, unrecorded stages
+(at most one chunk: the price of batching is that a death mid-chunk also leaves the
+chunk's not-yet-sent stages unconfirmed rather than pending).
 The portal cannot know whether the message left, and it chooses **at most once**: such a
 stage is never sent again automatically; after MAINTENANCE_CLAIM_TIMEOUT the beat records it
 as *unconfirmed*, and the window page shows it so that a person checks. Every message
@@ -32,13 +37,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMessage
-from django.db import transaction
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import connection, transaction
+from django.db.models import F
+from django.urls import reverse
 
-from apps.audit.records import AuditTarget, record
+from apps.audit.records import AuditTarget, EventDraft, record, record_many
 from apps.incidents.notifications import DeliveryFailed, post_webhook
+from apps.maintenance import subscriptions
 from apps.maintenance.choices import OccurrenceState, StageKind
-from apps.maintenance.models import Occurrence, Stage, StageOutcome
+from apps.maintenance.models import Occurrence, Stage, StageOutcome, Window
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +93,10 @@ HEADLINES = {
 }
 
 
-def message(stage: Stage, late_note: str = "") -> tuple[str, str]:
+def message(stage: Stage, late_note: str = "", *, unsubscribe: str = "") -> tuple[str, str]:
     """Subject and plain-text body (the window's message is text: never interpreted as HTML
-    here, and an email client shows it as typed)."""
+    here, and an email client shows it as typed). A subscriber's copy (``unsubscribe``, its
+    link) points at the public status page instead of the portal."""
     occurrence = stage.occurrence
     window = occurrence.window
     subject = f"[OpsPortal] {HEADLINES[StageKind(stage.kind)]}: {window.title}"[:300]
@@ -103,11 +113,20 @@ def message(stage: Stage, late_note: str = "") -> tuple[str, str]:
         lines += ["", f"Short notice (less than {days} days): {window.short_notice_reason}"]
     if late_note:
         lines += ["", late_note]
-    lines += ["", f"{settings.PORTAL_BASE_URL}{window.get_absolute_url()}"]
+    if unsubscribe:
+        lines += [
+            "",
+            f"Status page: {settings.PORTAL_BASE_URL}{reverse('statuspage:page')}",
+            f"Unsubscribe: {unsubscribe}",
+        ]
+    else:
+        lines += ["", f"{settings.PORTAL_BASE_URL}{window.get_absolute_url()}"]
     return subject, "\n".join(lines)
 
 
 def recipients(stage: Stage) -> list[str]:
+    """The team's addresses: the owner and MAINTENANCE_NOTIFY_EMAILS (subscribers get their
+    own copy each, see ``deliver``)."""
     owner = stage.occurrence.window.owner
     addresses = [owner.email] if owner.email else []
     for address in settings.MAINTENANCE_NOTIFY_EMAILS:
@@ -116,30 +135,80 @@ def recipients(stage: Stage) -> list[str]:
     return addresses
 
 
-def deliver(stage: Stage, subject: str, body: str) -> list[str]:
-    """Send by email and to the webhook; returns what failed (the stage still counts as sent:
-    a failed channel is reported on the window page, not retried into a duplicate)."""
-    failures = []
-    addresses = recipients(stage)
-    if addresses:
-        email = EmailMessage(
-            subject,
-            body,
-            to=addresses,
-            headers={"Message-ID": f"<{stage.dedupe_key}@opsportal>"},
+def _emails(
+    stage: Stage, subject: str, body: str, late_note: str, audience: subscriptions.Audience
+) -> list[EmailMessage]:
+    emails = []
+    if addresses := recipients(stage):
+        emails.append(
+            EmailMessage(
+                subject,
+                body,
+                to=addresses,
+                headers={"Message-ID": f"<{stage.dedupe_key}@opsportal>"},
+            )
         )
+    for person in audience.of(stage.occurrence.window):
+        link = subscriptions.unsubscribe_url(person)
+        public_subject, public_body = message(stage, late_note, unsubscribe=link)
+        emails.append(
+            EmailMessage(
+                public_subject,
+                public_body,
+                to=[person.email],
+                headers={
+                    "Message-ID": f"<{stage.dedupe_key}.{person.pk}@opsportal>",
+                    "List-Unsubscribe": f"<{link}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                },
+            )
+        )
+    return emails
+
+
+def deliver(
+    stage: Stage,
+    subject: str,
+    body: str,
+    *,
+    late_note: str = "",
+    audience: subscriptions.Audience | None = None,
+    mail: BaseEmailBackend | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Send by email (the team, then each subscriber) and to the webhook; returns what
+    failed. The stage still counts as sent: a failed email is reported on the window page,
+    a failed webhook post is tried again later by the beat (``retry_webhooks``)."""
+    failures = []
+    emails = _emails(stage, subject, body, late_note, audience or subscriptions.Audience())
+    failed_emails = 0
+    for email in emails:
+        email.connection = mail
         try:
             email.send()
         except OSError as exc:
-            failures.append(f"email: {exc}")
+            failed_emails += 1
+            if failed_emails == 1:
+                failures.append(f"email to {', '.join(email.to)}: {exc}")
+    if failed_emails > 1:
+        failures.append(f"{failed_emails - 1} more emails failed")
     if settings.MAINTENANCE_WEBHOOK_URL:
+        stage.webhook_attempts = 1
         try:
             post_webhook(
                 settings.MAINTENANCE_WEBHOOK_URL, subject, body, dedupe_key=stage.dedupe_key
             )
         except DeliveryFailed as exc:
-            failures.append(str(exc))
+            failures.append(f"{exc} (tried again in {WEBHOOK_RETRY_DELAYS[0]})")
+            if now is not None:
+                stage.webhook_retry_at = now + WEBHOOK_RETRY_DELAYS[0]
     return failures
+
+
+# After the first failed webhook post, try again after these delays (then give up).
+WEBHOOK_RETRY_DELAYS = [timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15)]
+# Stages claimed, sent and recorded together: bounds what a dying worker leaves unconfirmed.
+CHUNK = 25
 
 
 @dataclass
@@ -148,82 +217,200 @@ class Sent:
     late: int = 0
     skipped: int = 0
     unconfirmed: int = 0
+    webhook_retries: int = 0
 
 
-def _claim(stage_id: int, now: datetime) -> bool:
-    # Its own statement, committed at once: the claim is what makes it exactly once.
-    return bool(Stage.objects.filter(pk=stage_id, claimed_at__isnull=True).update(claimed_at=now))
+def _claim(stage_ids: list[int], now: datetime) -> list[int]:
+    """One conditional UPDATE, committed on its own: the stages this tick won."""
+    table = connection.ops.quote_name(Stage._meta.db_table)
+    marks = ", ".join(["%s"] * len(stage_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET claimed_at = %s "  # noqa: S608  (names, not values)
+            f"WHERE claimed_at IS NULL AND id IN ({marks}) RETURNING id",
+            [connection.ops.adapt_datetimefield_value(now), *stage_ids],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
-def _record(stage: Stage, now: datetime, outcome: str, note: str, *, late: bool = False) -> None:
+def _draft(stage: Stage) -> EventDraft:
+    return EventDraft(
+        f"maintenance.stage_{stage.outcome}",
+        actor_label=BEAT_ACTOR,
+        target=AuditTarget(
+            "maintenance.window", str(stage.occurrence.window_id), stage.occurrence.window.title
+        ),
+        reason=stage.note,
+        data={"stage": stage.pk, "kind": stage.kind, "occurrence": stage.occurrence_id},
+    )
+
+
+RECORDED = ["finished_at", "outcome", "note", "late", "webhook_attempts", "webhook_retry_at"]
+
+
+def _record(stages: list[Stage]) -> None:
+    """The outcomes of a chunk, with their audit records: one transaction, a fixed number of
+    queries."""
+    if not stages:
+        return
+    # Stages with the same outcome share one UPDATE (usually all of a chunk: "sent", no
+    # note); cheaper to build than bulk_update's CASE per field and row.
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for stage in stages:
+        values = tuple(getattr(stage, name) for name in RECORDED)
+        groups.setdefault(values, []).append(stage.pk)
+    with transaction.atomic():
+        for values, ids in groups.items():
+            Stage.objects.filter(pk__in=ids).update(**dict(zip(RECORDED, values, strict=True)))
+        record_many([_draft(stage) for stage in stages])
+
+
+LATE_NOTE = "Sent late: the portal was not running when it was due."
+
+
+def _late_note(stage: Stage) -> str:
+    return (
+        f"Sent late: this message was due at {stage.due_at:%Y-%m-%d %H:%M} UTC; the portal "
+        "was not running then."
+    )
+
+
+def _settle(stage: Stage, now: datetime, outcome: str, note: str, *, late: bool = False) -> None:
     stage.finished_at = now
     stage.outcome = outcome
     stage.note = note
     stage.late = late
-    with transaction.atomic():
-        stage.save(update_fields=["finished_at", "outcome", "note", "late"])
-        record(
-            f"maintenance.stage_{outcome}",
-            actor=None,
-            actor_label=BEAT_ACTOR,
-            target=AuditTarget(
-                "maintenance.window", str(stage.occurrence.window_id), stage.occurrence.window.title
-            ),
-            reason=note,
-            data={"stage": stage.pk, "kind": stage.kind, "occurrence": stage.occurrence_id},
-        )
 
 
-def send_stage(stage_id: int, now: datetime) -> str:
-    """Claim, send, record one due stage. Returns the outcome ("" when another tick had it)."""
-    if not _claim(stage_id, now):
-        return ""
-    stage = Stage.objects.select_related("occurrence__window__owner").get(pk=stage_id)
+def _send(
+    stage: Stage, now: datetime, audience: subscriptions.Audience, mail: BaseEmailBackend
+) -> None:
+    """Decide, send and settle (in memory) one claimed stage."""
     occurrence = stage.occurrence
-    over = occurrence.state in (OccurrenceState.COMPLETED,) or occurrence.end_at <= now
+    over = occurrence.state == OccurrenceState.COMPLETED or occurrence.end_at <= now
     if occurrence.state in (OccurrenceState.SKIPPED, OccurrenceState.CANCELLED):
-        _record(stage, now, StageOutcome.SKIPPED, f"The occurrence was {occurrence.state}.")
-        return StageOutcome.SKIPPED
+        _settle(stage, now, StageOutcome.SKIPPED, f"The occurrence was {occurrence.state}.")
+        return
     if over and stage.kind != StageKind.COMPLETED:
-        _record(
+        _settle(
             stage,
             now,
             StageOutcome.SKIPPED,
             f"Due {stage.due_at:%Y-%m-%d %H:%M} UTC, but the window was already over when the "
             "portal got to it (it was not running).",
         )
-        return StageOutcome.SKIPPED
+        return
     late = now - stage.due_at > settings.MAINTENANCE_LATE_AFTER
-    late_note = (
-        f"Sent late: this message was due at {stage.due_at:%Y-%m-%d %H:%M} UTC; the portal "
-        "was not running then."
-        if late
-        else ""
-    )
+    late_note = _late_note(stage) if late else ""
     subject, body = message(stage, late_note)
-    failures = deliver(stage, subject, body)
-    note = "; ".join([late_note, *(f"Failed: {failure}" for failure in failures)]).strip("; ")
-    _record(stage, now, StageOutcome.SENT, note, late=late)
-    return StageOutcome.SENT
+    failures = deliver(
+        stage, subject, body, late_note=late_note, audience=audience, mail=mail, now=now
+    )
+    # The note names no instant (the due time is on the row): stages settled alike share
+    # one UPDATE in ``_record``.
+    late_word = LATE_NOTE if late else ""
+    note = "; ".join([late_word, *(f"Failed: {failure}" for failure in failures)]).strip("; ")
+    _settle(stage, now, StageOutcome.SENT, note, late=late)
+
+
+def _send_chunk(stage_ids: list[int], now: datetime, counts: Sent) -> None:
+    won = _claim(stage_ids, now)
+    if not won:
+        return
+    stages = list(
+        Stage.objects.filter(pk__in=won)
+        .select_related("occurrence__window__owner")
+        .prefetch_related("occurrence__window__services", "occurrence__window__environments")
+        .order_by("due_at", "pk")
+    )
+    audience = subscriptions.audience({stage.occurrence.window for stage in stages})
+    mail = get_connection()
+    try:
+        mail.open()
+    except OSError as exc:
+        logger.warning("mail connection failed: %s", exc)
+    try:
+        for stage in stages:
+            _send(stage, now, audience, mail)
+    finally:
+        mail.close()
+    _record(stages)
+    for stage in stages:
+        if stage.outcome == StageOutcome.SENT:
+            counts.sent += 1
+            counts.late += stage.late
+        else:
+            counts.skipped += 1
+
+
+def retry_webhooks(now: datetime, limit: int) -> int:
+    """Post again the stages whose webhook post failed (same text, same dedupe key), each
+    attempt claimed by a conditional UPDATE; give up after the last delay. Rare: one stage
+    at a time."""
+    tried = 0
+    for stage in (
+        Stage.objects.webhook_retries(now)
+        .select_related("occurrence__window__owner")
+        .prefetch_related("occurrence__window__services")
+        .order_by("webhook_retry_at")[:limit]
+    ):
+        claimed = Stage.objects.filter(pk=stage.pk, webhook_retry_at=stage.webhook_retry_at).update(
+            webhook_retry_at=None, webhook_attempts=F("webhook_attempts") + 1
+        )
+        if not claimed or not settings.MAINTENANCE_WEBHOOK_URL:
+            continue
+        tried += 1
+        attempt = stage.webhook_attempts + 1
+        subject, body = message(stage, _late_note(stage) if stage.late else "")
+        retry_at = None
+        try:
+            post_webhook(
+                settings.MAINTENANCE_WEBHOOK_URL, subject, body, dedupe_key=stage.dedupe_key
+            )
+            note, outcome = f"Webhook sent on attempt {attempt}.", "sent"
+        except DeliveryFailed as exc:
+            outcome = "failed"
+            if attempt <= len(WEBHOOK_RETRY_DELAYS):
+                retry_at = now + WEBHOOK_RETRY_DELAYS[attempt - 1]
+                note = (
+                    f"Webhook attempt {attempt} failed: {exc} "
+                    f"(tried again at {retry_at:%H:%M} UTC)."
+                )
+            else:
+                note = f"Webhook attempt {attempt} failed: {exc}; given up."
+        with transaction.atomic():
+            Stage.objects.filter(pk=stage.pk).update(
+                note=f"{stage.note}; {note}".strip("; "), webhook_retry_at=retry_at
+            )
+            record(
+                f"maintenance.stage_webhook_{outcome}",
+                actor=None,
+                actor_label=BEAT_ACTOR,
+                target=AuditTarget(
+                    "maintenance.window",
+                    str(stage.occurrence.window_id),
+                    stage.occurrence.window.title,
+                ),
+                reason=note,
+                data={"stage": stage.pk, "kind": stage.kind, "attempt": attempt},
+            )
+    return tried
 
 
 def send_due(now: datetime, limit: int = 200) -> Sent:
-    """Every due, unclaimed stage (through the partial index on due_at), oldest first."""
+    """Every due, unclaimed stage (through the partial index on due_at), oldest first, in
+    chunks; then the stale claims, then the webhook posts to try again."""
     counts = Sent()
     due = list(Stage.objects.due(now).order_by("due_at").values_list("pk", flat=True)[:limit])
-    for stage_id in due:
-        outcome = send_stage(stage_id, now)
-        if outcome == StageOutcome.SENT:
-            counts.sent += 1
-        elif outcome == StageOutcome.SKIPPED:
-            counts.skipped += 1
+    for offset in range(0, len(due), CHUNK):
+        _send_chunk(due[offset : offset + CHUNK], now, counts)
     stale = list(
         Stage.objects.unconfirmed(now - settings.MAINTENANCE_CLAIM_TIMEOUT)
         .select_related("occurrence__window")
         .order_by("pk")[:limit]
     )
     for stage in stale:
-        _record(
+        _settle(
             stage,
             now,
             StageOutcome.UNCONFIRMED,
@@ -231,5 +418,36 @@ def send_due(now: datetime, limit: int = 200) -> Sent:
             "recording: it may or may not have gone out, and is not sent again (at most "
             "once). Check the mailbox or the channel.",
         )
-        counts.unconfirmed += 1
+    _record(stale)
+    counts.unconfirmed = len(stale)
+    counts.webhook_retries = retry_webhooks(now, limit)
     return counts
+
+
+def send_test(window: Window, address: str) -> tuple[list[str], list[str]]:
+    """A test of the channels: the announcement of the window's next (or last) occurrence,
+    marked as a test, to ``address`` and the webhook. Returns (reached, failures)."""
+    occurrence = window.occurrences.order_by("-state", "start_at").first()
+    stage = Stage(
+        occurrence=occurrence
+        or Occurrence(window=window, start_at=window.start_at, end_at=window.end_at),
+        kind=StageKind.ANNOUNCE,
+        due_at=window.start_at,
+    )
+    subject, body = message(stage)
+    subject = f"[Test] {subject}"
+    body = f"This is a test message: nothing is planned or changed by it.\n\n{body}"
+    reached, failures = [], []
+    if address:
+        try:
+            EmailMessage(subject, body, to=[address]).send()
+            reached.append(address)
+        except OSError as exc:
+            failures.append(f"email to {address}: {exc}")
+    if settings.MAINTENANCE_WEBHOOK_URL:
+        try:
+            post_webhook(settings.MAINTENANCE_WEBHOOK_URL, subject, body)
+            reached.append("the webhook")
+        except DeliveryFailed as exc:
+            failures.append(str(exc))
+    return reached, failures

@@ -10,6 +10,7 @@ from apps.maintenance import actions, recurrence
 from apps.maintenance.choices import Impact
 from apps.maintenance.models import Occurrence, Window
 from apps.services.models import Environment, Service
+from apps.statuspage.models import StatusComponent
 
 LOCAL_INPUT = "%Y-%m-%dT%H:%M"
 
@@ -38,7 +39,7 @@ class WindowForm(forms.Form):
     environments = forms.ModelMultipleChoiceField(
         queryset=Environment.objects.order_by("order", "name"),
         required=False,
-        widget=forms.CheckboxSelectMultiple,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
         help_text="None ticked: every environment.",
     )
     time_zone = forms.CharField(
@@ -171,3 +172,24 @@ class NoteForm(forms.Form):
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(required=False, max_length=500)
+
+
+class SubscribeForm(forms.Form):
+    email = forms.EmailField(max_length=254, label="Your email address")
+    scope = forms.ChoiceField(
+        choices=[("all", "All components"), ("chosen", "Only the components I choose")],
+        initial="all",
+        widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
+        label="Tell me about",
+    )
+    components = forms.ModelMultipleChoiceField(
+        queryset=StatusComponent.objects.order_by("position", "name"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("scope") == "chosen" and not cleaned.get("components"):
+            self.add_error("components", "Choose at least one component, or all of them.")
+        return cleaned

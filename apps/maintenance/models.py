@@ -3,6 +3,7 @@ plan's stages of each occurrence, and each occurrence's checklist."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from apps.maintenance.choices import (
     WindowState,
 )
 from apps.services.models import DeploymentTarget, Environment, Service
+from apps.statuspage.models import StatusComponent
 
 
 class Window(models.Model):
@@ -174,6 +176,10 @@ class Occurrence(models.Model):
 
 
 class StageQuerySet(models.QuerySet["Stage"]):
+    def webhook_retries(self, now: datetime) -> StageQuerySet:
+        """Stages whose webhook post failed and is due to be tried again."""
+        return self.filter(webhook_retry_at__lte=now)
+
     def due(self, now: datetime) -> StageQuerySet:
         """Unclaimed stages whose time came: read through the partial index on due_at."""
         return self.filter(claimed_at__isnull=True, due_at__lte=now)
@@ -207,6 +213,10 @@ class Stage(models.Model):
     )
     late = models.BooleanField(default=False)
     note = models.TextField(blank=True)
+    # A webhook post that failed is tried again by the beat (same dedupe key) until this
+    # many attempts; ``webhook_retry_at`` is when the next one is due (None: nothing to retry).
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    webhook_retry_at = models.DateTimeField(null=True, blank=True)
 
     objects = StageQuerySet.as_manager()
 
@@ -221,6 +231,11 @@ class Stage(models.Model):
                 fields=["claimed_at"],
                 name="stage_claimed_unrecorded",
                 condition=Q(claimed_at__isnull=False, finished_at__isnull=True),
+            ),
+            models.Index(
+                fields=["webhook_retry_at"],
+                name="stage_webhook_retry",
+                condition=Q(webhook_retry_at__isnull=False),
             ),
         ]
 
@@ -275,3 +290,43 @@ class ChecklistStep(models.Model):
 
     def __str__(self) -> str:
         return self.get_kind_display()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class SubscriberQuerySet(models.QuerySet["Subscriber"]):
+    def confirmed(self) -> SubscriberQuerySet:
+        return self.filter(confirmed_at__isnull=False)
+
+
+class Subscriber(models.Model):
+    """Someone (inside the company or not) who asked, by email, to hear about maintenance
+    (and incidents) of the status page's components: all of them, or the chosen ones.
+
+    Double opt-in: a request creates an unconfirmed row and mails its link; confirming it
+    replaces any earlier confirmed row of the same address. The token is the secret of both
+    the confirmation and the one-click unsubscribe link."""
+
+    email = models.EmailField(max_length=254)
+    all_components = models.BooleanField(default=True)
+    components = models.ManyToManyField(StatusComponent, blank=True, related_name="subscribers")
+    token = models.CharField(max_length=64, unique=True, default=new_token)
+    created_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SubscriberQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["email", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["email"],
+                name="one_confirmed_subscription_per_email",
+                condition=Q(confirmed_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email

@@ -99,6 +99,54 @@ def month_calendar(request: PortalRequest) -> HttpResponse:
             "previous": f"{previous:%Y-%m}",
             "following": f"{following:%Y-%m}",
             "weekdays": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+            "week_day": f"{today if today.replace(day=1) == first else first:%Y-%m-%d}",
+        },
+    )
+
+
+def _day(value: str, today: date) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return today
+
+
+@require_permission(VIEW)
+@require_GET
+def week_calendar(request: PortalRequest) -> HttpResponse:
+    """A week (Monday first) as seven columns of the day's windows with their hours, in the
+    viewer's zone; one query."""
+    zone = timezone.get_current_timezone()
+    today = timezone.localdate()
+    chosen = _day(request.GET.get("day", ""), today)
+    monday = chosen - timedelta(days=chosen.weekday())
+    days = [monday + timedelta(days=offset) for offset in range(7)]
+    start = datetime.combine(monday, datetime.min.time(), tzinfo=zone)
+    end = datetime.combine(monday + timedelta(days=7), datetime.min.time(), tzinfo=zone)
+    by_day: dict[date, list[Occurrence]] = {day: [] for day in days}
+    for occurrence in (
+        _occurrences().filter(start_at__lt=end, end_at__gt=start).order_by("start_at")
+    ):
+        # A window crossing midnight shows on each day it touches.
+        first = max(timezone.localtime(occurrence.start_at).date(), monday)
+        last = min(
+            timezone.localtime(occurrence.end_at - timedelta(microseconds=1)).date(), days[-1]
+        )
+        day = first
+        while day <= last:
+            by_day[day].append(occurrence)
+            day += timedelta(days=1)
+    return render(
+        request,
+        "maintenance/week.html",
+        {
+            "monday": monday,
+            "sunday": days[-1],
+            "today": today,
+            "days": [(day, by_day[day]) for day in days],
+            "previous": f"{monday - timedelta(days=7):%Y-%m-%d}",
+            "following": f"{monday + timedelta(days=7):%Y-%m-%d}",
+            "month": f"{monday:%Y-%m}",
         },
     )
 
@@ -312,6 +360,17 @@ def step_tick(request: PortalRequest, pk: int) -> HttpResponse:
         lambda: actions.do_tick_step(request.user, step, form.cleaned_data["note"]),
         f"{step.get_kind_display()}: ticked.",
     )
+
+
+@require_permission(CHANGE)
+@require_POST
+def test_message(request: PortalRequest, pk: int) -> HttpResponse:
+    window = _window(pk)
+    try:
+        reached = actions.do_send_test_message(request.user, window)
+    except MaintenanceRefused as exc:
+        return _done(request, window, None, exc.message)
+    return _done(request, window, f"Test message sent to {' and '.join(reached)}.", None)
 
 
 def feed_token(user_id: int) -> str:
