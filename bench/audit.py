@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.common.paging import PAGE_SIZE
+from apps.operations.models import Operation
 from bench.fixtures import signed_in_client
 from bench.report import heading, ms, percentile, table, verdict
 
@@ -54,6 +55,11 @@ TARGET_EXPORT_MIB = 150.0
 # Marks the bench's rows, so that an interrupted run's rows can be found and removed.
 REQUEST_ID = "bench-audit"
 SEARCH_WORD = "hotfix"
+# The operation-kind filter ("a user's restores"): one event seq in RESTORE_EVERY has an
+# Operation row of this kind under its operation_id (the other operation events have none,
+# as if retention had removed their rows): rare, so a deep page walks far.
+RESTORE_KIND = "backups.restore"
+RESTORE_EVERY = 250
 ACTORS = [f"bench-user-{number:02d}" for number in range(50)]
 SERVICES = ["api", "billing", "search", "orders", "auth", "mailer", "ledger", "reports"]
 ENVIRONMENTS = ["development", "staging", "production"]
@@ -183,6 +189,7 @@ def remove_bench_events() -> None:
         else:
             cursor.execute("DELETE FROM audit_auditevent WHERE seq >= %s", [seq])
         AuditChainHead.objects.filter(pk=1).update(seq=seq - 1, last_hash=prev_hash)
+    Operation.objects.filter(status_text=REQUEST_ID).delete()
 
 
 def load_events(count: int) -> float:
@@ -213,6 +220,39 @@ def load_events(count: int) -> float:
     return time.perf_counter() - started
 
 
+def load_restores(requested_by: Any) -> int:
+    """Operation rows of RESTORE_KIND under the operation ids of one bench operation event in
+    RESTORE_EVERY (marked by their status text); how many."""
+    ids = (
+        AuditEvent.objects.filter(request_id=REQUEST_ID, operation_id__isnull=False)
+        .order_by("seq")
+        .values_list("operation_id", flat=True)
+    )
+    now = timezone.now()
+    operations = [
+        Operation(
+            pk=operation_id,
+            kind=RESTORE_KIND,
+            target_type="backups.target",
+            target_id="1",
+            target_label="orders",
+            target_key=f"bench-audit:{operation_id}",
+            params={},
+            params_hash="0" * 64,
+            requested_by=requested_by,
+            state="succeeded",
+            status_text=REQUEST_ID,
+            created_at=now,
+        )
+        for number, operation_id in enumerate(ids.iterator(chunk_size=10_000))
+        if number % RESTORE_EVERY == 0
+    ]
+    Operation.objects.bulk_create(operations, batch_size=2000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE operations_operation")
+    return len(operations)
+
+
 def _deep_cursor(query: dict[str, Any]) -> int:
     """The cursor of the page 90 % of the way down the events ``query`` matches."""
     events = AuditEvent.objects.filter(**query).order_by("-seq")
@@ -227,6 +267,8 @@ def pages_for() -> list[Page]:
     by_actor = _deep_cursor({"actor_label": actor})
     operations = _deep_cursor({"action__startswith": "operation."})
     searched = _deep_cursor({"reason__icontains": SEARCH_WORD})
+    restores = Operation.objects.filter(kind=RESTORE_KIND).values("pk")
+    restored = _deep_cursor({"operation_id__in": restores})
     week_end = (timezone.localdate() - timedelta(days=120)).isoformat()
     week_start = (timezone.localdate() - timedelta(days=126)).isoformat()
     return [
@@ -239,6 +281,12 @@ def pages_for() -> list[Page]:
         Page("actor + outcome=failed", f"actor={actor}&outcome=failed"),
         Page("one target (services page link)", "target_type=services.target&target_id=42"),
         Page("one week, 4 months ago", f"since={week_start}&until={week_end}"),
+        Page(f"kind={RESTORE_KIND}, first page", f"kind={RESTORE_KIND}"),
+        Page(f"kind={RESTORE_KIND}, deep cursor", f"kind={RESTORE_KIND}&before={restored}"),
+        Page(
+            f"actor + kind={RESTORE_KIND} + one week",
+            f"actor={actor}&kind={RESTORE_KIND}&since={week_start}&until={week_end}",
+        ),
         Page(f"q={SEARCH_WORD}, first page", f"q={SEARCH_WORD}", search=True),
         Page(f"q={SEARCH_WORD}, deep cursor", f"q={SEARCH_WORD}&before={searched}", search=True),
         Page("q=<absent word>", "q=nowhere-to-be-found", search=True),
@@ -331,6 +379,7 @@ def measure(client: Client, requests: int, events: int = EVENTS) -> AuditResults
     remove_bench_events()
     try:
         results = AuditResults(events, load_events(events))
+        load_restores(get_user_model().objects.get(username=username))
         for page in pages_for():
             results.pages.append(measure_page(client, page, requests))
         results.export = measure_export(username)

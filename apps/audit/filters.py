@@ -14,7 +14,9 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from apps.audit.choices import Outcome
-from apps.audit.models import AuditEvent
+from apps.audit.models import AuditEvent, AuditEventQuerySet
+from apps.operations.models import Operation
+from apps.operations.registry import all_kinds
 
 # Largest value a PostgreSQL bigint holds: a bigger cursor or operation id would make the
 # database raise instead of matching nothing.
@@ -30,6 +32,7 @@ FILTERS = (
     "target_type",
     "target_id",
     "operation",
+    "kind",
     "since",
     "until",
     "q",
@@ -50,6 +53,7 @@ class AuditFilterForm(forms.Form):
     operation = forms.IntegerField(
         required=False, label="Operation", min_value=1, max_value=MAX_BIGINT
     )
+    kind = forms.ChoiceField(required=False, label="Operation kind")
     target_type = forms.CharField(
         required=False, label="Object type", max_length=100, widget=forms.HiddenInput
     )
@@ -75,6 +79,12 @@ class AuditFilterForm(forms.Form):
         max_value=MAX_BIGINT,
         widget=forms.HiddenInput,
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The kinds registered now: an app's kinds appear here as soon as it registers them.
+        kind_field: Any = self.fields["kind"]
+        kind_field.choices = [("", "Any kind")] + [(kind.name, kind.label) for kind in all_kinds()]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -200,6 +210,22 @@ def _seq_ceiling(end: datetime) -> int:
     return after if after is not None else MAX_BIGINT
 
 
+# Up to this many operations of a kind, their ids go into the query as a list: PostgreSQL
+# then reads the seq index backwards and checks each row against a hash of the ids (7 ms for
+# a deep page at 1,000,000 events), where a subquery makes it probe the operations table row
+# by row (120 ms). Beyond it (and well inside SQLite's limit on parameters), a subquery.
+KIND_IDS_INLINE = 10_000
+
+
+def _of_kind(events: AuditEventQuerySet, kind: str) -> AuditEventQuerySet:
+    """The events of the operations of ``kind``: requested, approved, finished, refused."""
+    operations = Operation.objects.filter(kind=kind).order_by()
+    ids = list(operations.values_list("pk", flat=True)[: KIND_IDS_INLINE + 1])
+    if len(ids) <= KIND_IDS_INLINE:
+        return events.filter(operation_id__in=ids)
+    return events.filter(operation_id__in=operations.values("pk"))
+
+
 def filtered_events(cleaned: dict[str, Any]) -> QuerySet[AuditEvent]:
     """Events matching the cleaned filters, newest first. Each filter maps to one condition that
     an index of the table serves; see migration 0003."""
@@ -216,6 +242,8 @@ def filtered_events(cleaned: dict[str, Any]) -> QuerySet[AuditEvent]:
         events = events.filter(target_id=target_id)
     if operation := cleaned.get("operation"):
         events = events.filter(operation_id=operation)
+    if kind := cleaned.get("kind"):
+        events = _of_kind(events, kind)
     since, until = cleaned.get("since"), cleaned.get("until")
     if since and until and since > until:
         return events.none()
@@ -247,6 +275,8 @@ def describe(cleaned: dict[str, Any]) -> str:
         parts.append(f"object id is {target_id}")
     if operation := cleaned.get("operation"):
         parts.append(f"operation is #{operation}")
+    if kind := cleaned.get("kind"):
+        parts.append(f"operation kind is {kind}")
     zone = timezone.get_default_timezone_name()
     if since := cleaned.get("since"):
         parts.append(f"on or after {since.isoformat()} ({zone})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
+from django.apps import apps
 from django.urls import reverse
 
 from apps.audit.filters import MAX_BIGINT
@@ -31,6 +32,30 @@ LOOKUPS: dict[str, Lookup] = {OPERATION: _operation_urls}
 
 def register_links(target_type: str, lookup: Lookup) -> None:
     LOOKUPS[target_type] = lookup
+
+
+def model_links(model_label: str) -> Lookup:
+    """The bulk lookup of a model whose pages are its ``get_absolute_url``: one query."""
+
+    def lookup(ids: Iterable[int]) -> dict[int, str]:
+        model = apps.get_model(model_label)
+        return {row.pk: row.get_absolute_url() for row in model._default_manager.filter(pk__in=ids)}
+
+    return lookup
+
+
+# Kinds of object whose app does not register its pages itself: their audit rows link to
+# them too. An app that registers its own later (its ready() runs after this app's) wins.
+MODEL_PAGES = {
+    "maintenance.window": "maintenance.Window",
+    "backups.target": "backups.DatabaseTarget",
+}
+
+
+def register_model_pages() -> None:
+    for target_type, model_label in MODEL_PAGES.items():
+        if apps.is_installed(f"apps.{model_label.split('.')[0]}"):
+            LOOKUPS.setdefault(target_type, model_links(model_label))
 
 
 def _as_pk(value: str | int | None) -> int | None:

@@ -94,3 +94,22 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain at #{self.seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement that the chain reached ``seq`` with ``hash``: ``audit_verify`` can
+    start from the newest checkpoint whose signature holds instead of the first event, and
+    the copy written to the backup storage (``stored_key``) outlives a rewrite of the tables."""
+
+    created_at = models.DateTimeField()
+    seq = models.PositiveBigIntegerField()
+    hash = models.CharField(max_length=64)
+    signature = models.CharField(max_length=64)
+    stored_key = models.CharField(max_length=500, blank=True)
+    store_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-seq", "-pk"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.seq}"

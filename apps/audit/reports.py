@@ -8,7 +8,8 @@
   declared on the target's service; each rollout counts once however many followed it;
 - time to restore service: incident declared → resolved, mean and median, over the incidents
   resolved in the period (the definition of apps.incidents.figures);
-- mean time to acknowledge and post-mortem compliance: apps.incidents.figures itself;
+- mean time to acknowledge and post-mortem compliance: apps.incidents.figures itself, over
+  the incidents on the services in scope;
 - backups succeeded and failed per database target, and its last passed restore.
 
 Every figure comes from aggregate queries over the whole period (a fixed number of queries
@@ -103,6 +104,19 @@ class Scope:
             return Service.objects.filter(team=self.team)
         return Service.objects.all()
 
+    def incidents(self) -> QuerySet[Incident]:
+        """The incidents on a service in scope (each once, however many it touches)."""
+        incidents = Incident.objects.all()
+        if self.narrowed:
+            incidents = incidents.filter(
+                pk__in=Subquery(
+                    Incident.services.through.objects.filter(service__in=self.services()).values(
+                        "incident_id"
+                    )
+                )
+            )
+        return incidents
+
 
 # --- Queries ----------------------------------------------------------------------------------
 
@@ -189,7 +203,7 @@ def delivery(
         totals[bucket][0] += deploys
         totals[bucket][1] += failures
         if bucket == CURRENT:
-            weekly[figures._monday(week)] = (deploys, failures)
+            weekly[figures.week_start(week)] = (deploys, failures)
     return (
         Delivery(totals[CURRENT][0], totals[CURRENT][1], _weeks(period.start, period.end)),
         Delivery(
@@ -208,19 +222,6 @@ class Restore:
     median: timedelta | None
 
 
-def _resolved(scope: Scope) -> QuerySet[Incident]:
-    incidents = Incident.objects.all()
-    if scope.narrowed:
-        incidents = incidents.filter(
-            pk__in=Subquery(
-                Incident.services.through.objects.filter(service__in=scope.services()).values(
-                    "incident_id"
-                )
-            )
-        )
-    return incidents
-
-
 def _restore_times(
     scope: Scope, start: datetime, end: datetime
 ) -> list[tuple[datetime, timedelta]]:
@@ -228,7 +229,7 @@ def _restore_times(
     one query. Medians are taken in Python: SQLite, the embedded database, has no
     percentile function, and a period holds hundreds of incidents at most."""
     rows = (
-        _resolved(scope)
+        scope.incidents()
         .filter(resolved_at__gte=start, resolved_at__lt=end)
         .order_by()
         .values_list("resolved_at", "declared_at")
@@ -262,15 +263,16 @@ def weekly_restore(scope: Scope, period: figures.Period) -> dict[datetime, float
     """The median time to restore (seconds) of the incidents resolved each week: one query."""
     weeks: dict[datetime, list[timedelta]] = {}
     for resolved, duration in _restore_times(scope, period.start, period.end):
-        weeks.setdefault(figures._monday(resolved), []).append(duration)
+        weeks.setdefault(figures.week_start(resolved), []).append(duration)
     return {week: _median(durations).total_seconds() for week, durations in weeks.items()}
 
 
-def weekly_acknowledge(period: figures.Period) -> dict[datetime, float]:
-    """The mean time to acknowledge (seconds) of the incidents declared each week, as
-    figures.incident_figures counts it over the whole period: one query."""
+def weekly_acknowledge(scope: Scope, period: figures.Period) -> dict[datetime, float]:
+    """The mean time to acknowledge (seconds) of the incidents in scope declared each week,
+    as figures.incident_figures counts it over the whole period: one query."""
     rows = (
-        Incident.objects.filter(
+        scope.incidents()
+        .filter(
             declared_at__gte=period.start,
             declared_at__lt=period.end,
             acknowledged_at__isnull=False,
@@ -281,7 +283,7 @@ def weekly_acknowledge(period: figures.Period) -> dict[datetime, float]:
         .annotate(mean=Avg(F("acknowledged_at") - F("declared_at")))
         .values_list("week", "mean")
     )
-    return {figures._monday(week): mean.total_seconds() for week, mean in rows if mean}
+    return {figures.week_start(week): mean.total_seconds() for week, mean in rows if mean}
 
 
 @dataclass(frozen=True)
@@ -344,7 +346,7 @@ def weekly_backups(scope: Scope, period: figures.Period) -> dict[datetime, tuple
         )
         .values_list("week", "ok", "bad")
     )
-    return {figures._monday(week): (ok, bad) for week, ok, bad in rows}
+    return {figures.week_start(week): (ok, bad) for week, ok, bad in rows}
 
 
 # --- Charts -----------------------------------------------------------------------------------
@@ -392,7 +394,7 @@ class Chart:
 
 def _mondays(start: datetime, end: datetime) -> list[datetime]:
     days = []
-    monday = figures._monday(start)
+    monday = figures.week_start(start)
     while monday < end:
         days.append(monday)
         monday += timedelta(days=7)
@@ -463,7 +465,6 @@ class Figure:
     trend: figures.Trend
     chart: Chart | None
     explain: str
-    all_services: bool = False  # not narrowed by team or service (from the incident desk)
 
 
 @dataclass(frozen=True)
@@ -499,9 +500,16 @@ def build_report(period_key: str, scope: Scope, now: datetime | None = None) -> 
     current, previous, deploy_weeks = delivery(scope, period)
     restore, restore_before = time_to_restore(scope, period)
     severities = list(Severity.objects.order_by("rank"))
-    desk = figures.incident_figures(period.start, period.end, now=now, severities=severities)
+    incidents = scope.incidents()
+    desk = figures.incident_figures(
+        period.start, period.end, now=now, severities=severities, incidents=incidents
+    )
     desk_before = figures.incident_figures(
-        period.previous_start, period.previous_end, now=now, severities=severities
+        period.previous_start,
+        period.previous_end,
+        now=now,
+        severities=severities,
+        incidents=incidents,
     )
     comparison = figures.compare(desk, desk_before)
     by_label = {trend.label: trend for trend in comparison.headline}
@@ -530,7 +538,7 @@ def build_report(period_key: str, scope: Scope, now: datetime | None = None) -> 
     )
     acknowledge_chart = weekly_chart(
         period,
-        {day: (seconds,) for day, seconds in weekly_acknowledge(period).items()},
+        {day: (seconds,) for day, seconds in weekly_acknowledge(scope, period).items()},
         what="Mean time to acknowledge",
         series=[("mean", "text-info")],
         show=_seconds,
@@ -588,13 +596,11 @@ def build_report(period_key: str, scope: Scope, now: datetime | None = None) -> 
             acknowledge,
             acknowledge_chart,
             "Incident declared → acknowledged, over the incidents declared in the period.",
-            all_services=True,
         ),
         Figure(
             compliance,
             None,
             "Post-mortems completed within 48 h of resolving, where the severity asks for one.",
-            all_services=True,
         ),
     ]
     return Report(
@@ -603,7 +609,9 @@ def build_report(period_key: str, scope: Scope, now: datetime | None = None) -> 
         cards=report_figures,
         backups=backups(scope, period),
         backups_chart=backup_chart,
-        incidents_chart=figures.weekly_chart(period.start, period.end, severities=severities),
+        incidents_chart=figures.weekly_chart(
+            period.start, period.end, severities=severities, incidents=incidents
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from apps.accounts.access import require_permission
-from apps.audit import exports, reports
+from apps.audit import checkpoints, exports, reports
 from apps.audit.filters import CURSOR, read_filters
 from apps.audit.history import HISTORY_LENGTH, USER_TYPE, changes_of
 from apps.audit.links import object_urls
@@ -89,8 +89,16 @@ def export_jsonl(request: PortalRequest) -> StreamingHttpResponse:
 @require_permission("audit.view_auditevent")
 @require_GET
 def chain(request: PortalRequest) -> HttpResponse:
-    """Check the hash chain now and say whether it is intact."""
-    return render(request, "audit/chain.html", {"report": verify_chain()})
+    """Check the hash chain now and say whether it is intact, and whether it still matches
+    the newest chain head copied to the backup storage."""
+    storage = checkpoints.head_storage()
+    context = {
+        "report": verify_chain(),
+        "checkpoint": checkpoints.latest_signed_checkpoint(),
+        "storage": storage,
+        "stored": checkpoints.check_stored_head(storage) if storage is not None else None,
+    }
+    return render(request, "audit/chain.html", context)
 
 
 @require_permission("auth.view_user")

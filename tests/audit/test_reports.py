@@ -3,7 +3,7 @@ repairs, incidents and backups, each compared with values computed by hand."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from apps.audit import reports
 from apps.backups.models import Backup, BackupStorage, DatabaseTarget, RestoreRun
 from apps.incidents import figures
 from apps.incidents.actions import do_acknowledge_incident, do_resolve_incident
+from apps.incidents.postmortems import do_add_action_item, do_complete_postmortem
 from apps.operations.choices import State
 from apps.services.models import DeploymentTarget, Service
 from tests.audit.test_history import make_service_target
@@ -259,3 +260,59 @@ def test_the_page_shows_the_figures_and_ignores_bad_choices(world: World, viewer
 
 def test_the_audit_page_links_to_the_reports(viewer: Any) -> None:
     assert b'href="/reports/"' in client_for(viewer).get("/audit/").content
+
+
+def test_acknowledgement_and_post_mortems_are_narrowed_to_the_scope(
+    world: World, operator: Any
+) -> None:
+    # A SEV-2 on web, acknowledged after 20 min, its post-mortem done 24 h after resolving.
+    late_night = incident(
+        operator,
+        at(13, 20),
+        at(14, 0),
+        ack=at(13, 20, 20),
+        services=[world.web.service],
+    )
+    with time_machine.travel(at(15, 0), tick=False):
+        do_add_action_item(
+            operator, late_night, title="Follow up", owner=operator, due_date=date(2025, 12, 31)
+        )
+        do_complete_postmortem(
+            operator, late_night, {"summary": "s", "impact": "i", "root_cause": "r"}
+        )
+
+    def figures_of(scope: reports.Scope) -> tuple[str, str, str, str]:
+        built = report(scope)
+        acknowledge, compliance = card(built, "Mean time to acknowledge"), card(built, "Post")
+        return acknowledge.current, acknowledge.note, compliance.current, compliance.note
+
+    # Everything: 10, 30, 60 (acknowledged by resolving) and 20 min; i1 late, the new one
+    # on time.
+    assert figures_of(reports.Scope()) == (
+        "30 min",
+        "over 4 acknowledged",
+        "50 %",
+        "1 of 2 on time",
+    )
+    # api (team ops) has only i1: 10 min, its post-mortem missing after 60 h.
+    assert figures_of(reports.Scope(team="ops")) == (
+        "10 min",
+        "over 1 acknowledged",
+        "0 %",
+        "0 of 1 on time",
+    )
+    # web (team shop): i2 (30 min, SEV-3: no post-mortem) and the new one (20 min, on time).
+    shop = ("25 min", "over 2 acknowledged", "100 %", "1 of 1 on time")
+    assert figures_of(reports.Scope(team="shop")) == shop
+    assert figures_of(reports.Scope(service=world.web.service)) == shop
+    # The incidents chart is narrowed the same way.
+    web = report(reports.Scope(service=world.web.service))
+    assert sum(week.total for week in web.incidents_chart.weeks) == 2
+    assert sum(week.total for week in report().incidents_chart.weeks) == 4
+
+
+def test_the_page_narrows_the_incident_figures_too(world: World, viewer: Any) -> None:
+    with time_machine.travel(NOW, tick=False):
+        content = client_for(viewer).get("/reports/?period=7d&team=ops").content.decode()
+    assert "over 1 acknowledged" in content
+    assert "not narrowed by team or service" not in content
