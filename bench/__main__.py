@@ -44,6 +44,8 @@ BENCHMARKS = [
     "incidents",
     "maintenance",
     "datastores",
+    "metrics",
+    "runbooks",
 ]
 
 
@@ -126,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench import datastores
 
         print(datastores.render(datastores.measure(client)), flush=True)
+
+    if args.only in (None, "metrics"):
+        from bench import metrics
+
+        print(metrics.render(metrics.measure(client, operator)), flush=True)
+    if args.only in (None, "runbooks"):
+        from bench import runbooks
+
+        print(runbooks.render(runbooks.measure(client, operator)), flush=True)
 
     empty_operations_table()
     print(

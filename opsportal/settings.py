@@ -99,6 +99,8 @@ INSTALLED_APPS = [
     "apps.incidents",
     "apps.statuspage",
     "apps.maintenance",
+    "apps.metrics",
+    "apps.runbooks",
 ]
 
 MIDDLEWARE = [
@@ -137,6 +139,15 @@ TEMPLATES = [
         },
     }
 ]
+
+# Each process keeps what is expensive to render and never changes (an incident's timeline
+# entries): nothing shared, so nothing to run or to invalidate across processes.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    }
+}
 
 # --- Database ----------------------------------------------------------------------------
 
@@ -346,6 +357,11 @@ MAINTENANCE_OCCURRENCES_AHEAD = env_int("MAINTENANCE_OCCURRENCES_AHEAD", 8, mini
 MAINTENANCE_NOTIFY_EMAILS = env_list("MAINTENANCE_NOTIFY_EMAILS", [])
 MAINTENANCE_WEBHOOK_URL = env_str("MAINTENANCE_WEBHOOK_URL", "")
 
+# The backup storage (by name) that receives the signed audit chain head every hour, locked
+# for this many days where the bucket has S3 object lock; "" keeps checkpoints in the database.
+AUDIT_HEAD_STORAGE = env_str("AUDIT_HEAD_STORAGE", "")
+AUDIT_HEAD_RETAIN_DAYS = env_int("AUDIT_HEAD_RETAIN_DAYS", 400, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
     "reap-operations": {
         "task": "apps.operations.tasks.reap_operations",
@@ -362,6 +378,10 @@ CELERY_BEAT_SCHEDULE = {
     "verify-audit-chain": {
         "task": "apps.audit.tasks.verify_audit_chain",
         "schedule": crontab(hour=3, minute=17),  # nightly, off the hour
+    },
+    "write-audit-checkpoint": {
+        "task": "apps.audit.tasks.write_audit_checkpoint",
+        "schedule": crontab(minute=7),  # hourly: a signed chain head, copied to AUDIT_HEAD_STORAGE
     },
     "refresh-deployments": {
         "task": "apps.services.tasks.refresh_deployments",
@@ -381,12 +401,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.maintenance.tasks.tick_maintenance",
         "schedule": crontab(),  # every minute
     },
+    # Metrics: every definition of every service, in one query per template (apps.metrics).
+    "evaluate-metrics": {
+        "task": "apps.metrics.tasks.evaluate_metrics",
+        "schedule": crontab(),  # every minute
+    },
 }
 
 # --- Metrics endpoint --------------------------------------------------------------------
 
 # When set, GET /metrics needs "Authorization: Bearer <token>".
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# POST /api/alertmanager/ needs "Authorization: Bearer <token>"; empty: the receiver is off.
+ALERTMANAGER_TOKEN = env_str("ALERTMANAGER_TOKEN", "")
+# Checks after a change: error rate and p95 latency this long after a change vs. before it.
+VERIFICATION_SECONDS = env_int("VERIFICATION_SECONDS", 300, minimum=1)
 
 # --- Logging: JSON lines carrying the request id -----------------------------------------
 

@@ -19,6 +19,9 @@ urlpatterns = [
     path("datastores/", include("apps.datastores.urls")),
     path("incidents/", include("apps.incidents.urls")),
     path("maintenance/", include("apps.maintenance.urls")),
+    path("runbooks/", include("apps.runbooks.urls")),
+    # /metrics/connection/, /services/<id>/metrics/, /alerts/, /api/alertmanager/.
+    path("", include("apps.metrics.urls")),
     # /status/ (the public status page, no login) and /status.json.
     path("", include("apps.statuspage.urls")),
 ]

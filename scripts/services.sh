@@ -11,6 +11,7 @@
 # All progress goes to stderr.
 #
 # Exports: DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CHROMIUM_PATH, S3_ENDPOINT_URL
+# (and installs the prometheus package, whose binaries the metrics tests run)
 # (and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION test values when the
 # endpoint is moto's server started here).
 #
@@ -468,11 +469,21 @@ ensure_s3() {
 
 # --------------------------------------------------------------- commands ---
 
+ensure_prometheus() {
+    # The metrics tests start their own Prometheus servers (tests/support/prometheus.py), each
+    # on a free loopback port over the series the test wrote: only the binaries are needed.
+    if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+        apt_install prometheus
+    fi
+    command -v promtool >/dev/null 2>&1 || die "prometheus: promtool is missing after installing the package"
+}
+
 cmd_env() {
     mkdir -p "$STATE_DIR"
     ensure_postgres
     ensure_redis
     ensure_chromium
+    ensure_prometheus
     ensure_s3
     printf '%s\n' "${EXPORTS[@]}"
 }

@@ -18,6 +18,7 @@ from django.utils.crypto import get_random_string
 
 from apps.audit.models import AuditEvent
 from apps.backups.models import BackupStorage, DatabaseTarget
+from apps.datastores.models import RedisTarget
 from apps.incidents.models import EscalationPolicy, Severity
 from apps.operations.choices import State
 from apps.services.choices import ClusterAccess
@@ -109,6 +110,26 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         }
         for name in ("dashboard", "detail", "environments", "clusters", "freezes", "deployment")
     },
+    "metrics:target-panel": {
+        "GET": signed_in(403, 200, 200, 200),
+        "POST": signed_in(403, 405, 405, 405),
+    },
+    # Metrics (issue 4, part A): viewers read the definitions, admins configure.
+    "metrics:definitions": {
+        "GET": signed_in(403, 200, 200, 200),
+        "POST": signed_in(403, 405, 405, 405),
+    },
+    **{
+        f"metrics:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("connection", "definition-create", "definition-edit")
+    },
+    "metrics:connection-check": {
+        "GET": signed_in(403, 403, 403, 405),
+        "POST": signed_in(403, 403, 403, 302),
+    },
     # Admins manage the catalog; an empty POST is a form with errors.
     **{
         f"services:{name}": {
@@ -178,6 +199,14 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
             "POST": signed_in(403, 405, 405, 405),
         }
         for name in ("list", "postgres", "redis")
+    },
+    # The service page's datastore panels (htmx fragments): read like the consoles.
+    **{
+        f"datastores:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("postgres-panel", "redis-panel")
     },
     **{
         f"datastores:{name}": {
@@ -316,12 +345,62 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     },
     # The calendar feed: its secret link is the credential.
     "maintenance:feed": {"GET": everyone(200), "POST": everyone(405)},
+    "maintenance:week": {
+        "GET": signed_in(403, 200, 200, 200),
+        "POST": signed_in(403, 405, 405, 405),
+    },
+    "maintenance:test_message": {
+        "GET": signed_in(403, 403, 405, 405),
+        "POST": signed_in(403, 403, 302, 302),
+    },
+    # Subscriptions are public (double opt-in); their secret links are the credential.
+    "maintenance:subscribe": {"GET": everyone(200), "POST": everyone(400)},
+    "maintenance:confirm": {"GET": everyone(200), "POST": everyone(302)},
+    "maintenance:unsubscribe": {"GET": everyone(200), "POST": everyone(302)},
+    # Runbooks: every role reads; admins import and re-import (an empty form is a 400).
+    **{
+        f"runbooks:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("list", "detail", "versions", "coverage")
+    },
+    **{
+        f"runbooks:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("import", "reimport")
+    },
+    # Alerts (apps/metrics/alert_views.py): viewers read, operators acknowledge and silence,
+    # admins switch a service's automatic incidents; an empty silence POST is a form error.
+    "metrics:alerts": {"GET": signed_in(403, 200, 200, 200), "POST": signed_in(403, 405, 405, 405)},
+    "metrics:alert-acknowledge": {
+        "GET": signed_in(403, 403, 405, 405),
+        "POST": signed_in(403, 403, 302, 302),
+    },
+    "metrics:alert-silence": {
+        "GET": signed_in(403, 403, 200, 200),
+        "POST": signed_in(403, 403, 400, 400),
+    },
+    "metrics:silence-lift": {
+        "GET": signed_in(403, 403, 405, 405),
+        "POST": signed_in(403, 403, 302, 302),
+    },
+    "metrics:service-alerting": {
+        "GET": signed_in(403, 403, 403, 405),
+        "POST": signed_in(403, 403, 403, 302),
+    },
+    # The Alertmanager receiver: its bearer token is the credential; without ALERTMANAGER_TOKEN
+    # (as here) it is off and says so with a 503.
+    "metrics:alertmanager": {"GET": everyone(405), "POST": everyone(503)},
 }
 
 
 def _maintenance_objects(user: Any, service: Service) -> dict[str, dict[str, object]]:
     """A window in ten days, its first occurrence and a checklist step, and a feed token."""
     from apps.maintenance.actions import WindowData, do_create_window
+    from apps.maintenance.models import Subscriber
     from apps.maintenance.views import feed_token
 
     start = timezone.now() + timedelta(days=10)
@@ -352,6 +431,20 @@ def _maintenance_objects(user: Any, service: Service) -> dict[str, dict[str, obj
         },
         "maintenance:tick": {"pk": step.pk},
         "maintenance:feed": {"token": feed_token(user.pk)},
+        "maintenance:test_message": {"pk": window.pk},
+        "maintenance:confirm": {"token": Subscriber.objects.create(email="c@x.org").token},
+        "maintenance:unsubscribe": {"token": Subscriber.objects.create(email="u@x.org").token},
+    }
+
+
+def _runbook_objects(user: Any) -> dict[str, dict[str, object]]:
+    """A runbook with one version."""
+    from apps.runbooks.actions import do_import_runbook
+
+    runbook = do_import_runbook(user, title="perm-runbook", service=None, source="# x")
+    return {
+        f"runbooks:{name}": {"slug": runbook.slug}
+        for name in ("detail", "versions", "coverage", "reimport")
     }
 
 
@@ -361,6 +454,29 @@ class _Catalog:
     target: DeploymentTarget
     freeze: DeployFreeze
     database: DatabaseTarget
+
+
+def _alert_objects(user: Any, service: Service) -> dict[str, dict[str, object]]:
+    """A firing alert with an active silence of it."""
+    from apps.metrics import alerts
+
+    alert = alerts.fire(
+        service=service,
+        source="metrics",
+        fingerprint="perm-alert",
+        name="perm-alert",
+        severity="warning",
+        summary="",
+        labels={},
+        started_at=timezone.now(),
+    )
+    silence = alerts.do_silence_alert(user, alert, duration=timedelta(hours=1), reason="perm")
+    return {
+        "metrics:alert-acknowledge": {"pk": alert.pk},
+        "metrics:alert-silence": {"pk": alert.pk},
+        "metrics:silence-lift": {"pk": silence.pk},
+        "metrics:service-alerting": {"pk": service.pk},
+    }
 
 
 def _catalog(user: Any) -> _Catalog:
@@ -496,6 +612,13 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         "services:target-create": {"slug": catalog.service.slug},
         "services:target-edit": {"pk": catalog.target.pk},
         "services:deployment": {"pk": catalog.target.pk},
+        "metrics:target-panel": {"pk": catalog.target.pk},
+        "metrics:definitions": {"service_id": catalog.service.pk},
+        "metrics:definition-create": {"service_id": catalog.service.pk},
+        "metrics:definition-edit": {
+            "service_id": catalog.service.pk,
+            "pk": catalog.service.metric_definitions.get(key="error_rate").pk,
+        },
         "services:environment-edit": {"pk": catalog.target.environment_id},
         "services:cluster-edit": {"pk": catalog.target.cluster_id},
         "services:cluster-check": {"pk": catalog.target.cluster_id},
@@ -506,6 +629,8 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         "backups:storage-edit": {"pk": catalog.database.storage_id},
         "datastores:postgres": {"pk": catalog.database.pk},
         **_datastore_objects(),
+        "datastores:postgres-panel": {"pk": catalog.database.pk},
+        "datastores:redis-panel": {"pk": RedisTarget.objects.get(name="perm-redis").pk},
         **{
             f"incidents:{name}": {"pk": open_incident.pk}
             for name in (
@@ -526,6 +651,8 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         "incidents:severity_edit": {"pk": Severity.objects.get(key="SEV-1").pk},
         "incidents:policy_edit": {"pk": EscalationPolicy.objects.get(is_default=True).pk},
         **_maintenance_objects(requester, catalog.service),
+        **_alert_objects(requester, catalog.service),
+        **_runbook_objects(requester),
     }
     mismatches = []
     for name, pattern in _url_names(get_resolver().url_patterns):

@@ -25,6 +25,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "datastores.view_datastore",
         "incidents.view_incident",
         "maintenance.view_window",
+        "metrics.view_metricdefinition",
+        "metrics.view_alert",
+        "runbooks.view_runbook",
     ],
     OPERATOR: [
         "operations.run_operation",
@@ -32,6 +35,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.change_incident",
         "maintenance.add_window",
         "maintenance.change_window",
+        "metrics.change_alert",
+        "metrics.add_silence",
+        "metrics.change_silence",
     ],
     ADMIN: [
         "operations.run_destructive_operation",
@@ -68,6 +74,12 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "statuspage.add_statuscomponent",
         "statuspage.change_statuscomponent",
         "statuspage.delete_statuscomponent",
+        "metrics.change_prometheusconnection",
+        "metrics.add_metricdefinition",
+        "metrics.change_metricdefinition",
+        "metrics.change_servicealerting",
+        "runbooks.add_runbook",
+        "runbooks.change_runbook",
     ],
 }
 

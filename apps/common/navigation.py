@@ -21,6 +21,7 @@ class NavItem:
 AREAS = [
     NavItem("Services", "services:dashboard", "services.view_service", "hdd-network"),
     NavItem("Incidents", "incidents:list", "incidents.view_incident", "fire"),
+    NavItem("Alerts", "metrics:alerts", "metrics.view_alert", "bell"),
     NavItem("Maintenance", "maintenance:list", "maintenance.view_window", "tools"),
     NavItem("Backups", "backups:list", "backups.view_backup", "archive"),
     NavItem("Datastores", "datastores:list", "datastores.view_datastore", "database"),

@@ -21,6 +21,8 @@ class Badge:
     tone: str  # a Bootstrap colour: danger, warning, info
     title: str
     url: str = ""
+    # A badge that also colours its tile (a metric past its threshold): a Health value.
+    health: str = ""
 
 
 Provider = Callable[[Sequence[DeploymentTarget], datetime], dict[int, list[Badge]]]

@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString, mark_safe
 from apps.common.templatetags.portal import kind_label, reltime, state_badge
 from apps.operations.models import Operation
 from apps.services.badges import Badge
+from apps.services.forms import HEALTH_ORDER
 from apps.services.models import DeploymentTarget, Environment, Service
 
 TAG_LENGTH = 24
@@ -45,10 +46,14 @@ class Tile:
         found_badges: list[Badge],
     ) -> Tile:
         known = target.desired_replicas is not None
+        health = target.health_now(now)
+        for badge in found_badges:  # the tile shows the worst of its probe and its badges
+            if badge.health and HEALTH_ORDER[badge.health] < HEALTH_ORDER[health]:
+                health = badge.health
         return cls(
             url=f"{service.get_absolute_url()}?env={environment.slug}",
             label=f"{service.name} in {environment.name}",
-            health=target.health_now(now),
+            health=health,
             replicas=f"{target.ready_replicas}/{target.desired_replicas}" if known else "?/?",
             image=target.observed_image,
             tag=_shortened(target.image_tag, TAG_LENGTH) if target.observed_image else "",

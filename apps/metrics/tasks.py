@@ -1,0 +1,28 @@
+"""Celery tasks of metrics: thin entry points the beat schedule names."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from celery import shared_task
+
+from apps.metrics import evaluator
+from apps.services.tasks import exclusively
+
+logger = logging.getLogger(__name__)
+
+# A PostgreSQL advisory lock key (see apps.services.tasks): "OPSP", metrics' range, 1.
+EVALUATE_METRICS_LOCK = 0x4F50_5350_0401
+
+
+@shared_task(name="apps.metrics.tasks.evaluate_metrics", ignore_result=True)
+def evaluate_metrics() -> dict[str, Any]:
+    """Evaluate every metric definition (every minute from the beat schedule), unless the
+    previous run still works."""
+    with exclusively(EVALUATE_METRICS_LOCK) as acquired:
+        if not acquired:
+            logger.info("evaluate_metrics skipped: the previous run is still working")
+            return {"skipped": True}
+        return asdict(evaluator.evaluate())
