@@ -9,7 +9,6 @@ import json
 import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from apps.services.models import (
     HealthRollup,
     Service,
 )
+from tests.support.loopback import Served
 
 SLOW_SECONDS = 2.5  # longer than the 1 s timeout the tests set
 HEALTHY = {"status": "ok", "checks": {"database": {"status": "pass", "output": "3 ms"}}}
@@ -120,13 +120,11 @@ class _Server(ThreadingHTTPServer):
 
 
 def _serve(server: ThreadingHTTPServer) -> Iterator[str]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    served = Served(server, "probed-web")
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        yield f"127.0.0.1:{served.port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.support.loopback import Served
+
 JSON = dict[str, Any]
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -1582,26 +1584,18 @@ class KubeEmulator:
         self.controller = DeploymentController(self.store, ready_seconds)
         self.api = KubeApi(self.store, self.controller)
         self._verbose = verbose
-        self._server: EmulatorHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: Served | None = None
 
     def start(self) -> KubeEmulator:
-        self._server = EmulatorHTTPServer((self.host, self.port), self, self._verbose)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="kube-emulator", daemon=True
-        )
-        self._thread.start()
+        server = EmulatorHTTPServer((self.host, self.port), self, self._verbose)
+        self._served = Served(server, "kube-emulator")
+        self.port = self._served.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
 
     def __enter__(self) -> KubeEmulator:
         return self.start()

@@ -8,6 +8,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.loopback import Served
+
 
 class WebhookReceiver:
     def __init__(self) -> None:
@@ -15,14 +17,12 @@ class WebhookReceiver:
         self.requests = 0
         self._failures_left = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: Served | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start the receiver first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/services/T000/B000/secret"
+        assert self._served is not None, "start the receiver first"
+        return f"{self._served.url}/services/T000/B000/secret"
 
     def fail_next(self, times: int) -> None:
         """Answer the next ``times`` requests with HTTP 500 (without recording them)."""
@@ -70,17 +70,12 @@ class WebhookReceiver:
                 pass
 
         # Port 0: a free port, chosen by the system.
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
-        )
-        self._thread.start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._served = Served(server, "webhook-receiver")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
