@@ -111,17 +111,20 @@ SELECT current_setting('server_version') AS version, current_database() AS datab
 
 # Everything not idle (idle in transaction included: that is what holds locks), longest
 # first, with the pids each one waits for.
-_ACTIVITY = """
+_ACTIVITY_OF = """
 SELECT pid, datname, usename, application_name, client_addr::text AS client, state,
        wait_event_type, wait_event, query, backend_type,
        now() - coalesce(query_start, xact_start, backend_start) AS duration,
        now() - xact_start AS xact_duration,
        pg_blocking_pids(pid) AS blocked_by
 FROM pg_stat_activity
-WHERE state IS NOT NULL AND state <> 'idle' AND pid <> pg_backend_pid()
+WHERE state IS NOT NULL AND state <> 'idle' AND pid <> pg_backend_pid() {scope}
 ORDER BY coalesce(query_start, xact_start, backend_start) ASC NULLS LAST
 LIMIT %s
 """
+_ACTIVITY = _ACTIVITY_OF.format(scope="")
+# The service page's panel is about its own database, not the server's others.
+_ACTIVITY_HERE = _ACTIVITY_OF.format(scope="AND datname = current_database()")
 
 _BLOCKING = """
 SELECT blocked.pid AS blocked_pid, blocked.usename AS blocked_user,
@@ -136,8 +139,9 @@ ORDER BY blocked.query_start ASC NULLS LAST, blocker.pid
 LIMIT %s
 """
 
-_BLOCKED_COUNT = """
-SELECT count(*) AS blocked FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0
+_BLOCKED_COUNT_HERE = """
+SELECT count(*) AS blocked FROM pg_stat_activity
+WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0
 """
 
 # Sizes cost a file lookup per relation and fork: over 2,000 tables and their indexes that
@@ -219,8 +223,9 @@ def read_snapshot(target: DatabaseTarget, timeout_ms: int = STATEMENT_TIMEOUT_MS
 
 def read_headline(target: DatabaseTarget, timeout_ms: int = STATEMENT_TIMEOUT_MS) -> Snapshot:
     """The figures of the service page's panel, in three cheap queries: the server, the
-    connections against the limit, the longest query (``activity`` holds it alone) and how
-    many backends wait for a lock (``blocked_count``). Same guards as read_snapshot."""
+    connections against the limit, and in this database the longest query (``activity``
+    holds it alone) and how many backends wait for a lock (``blocked_count``). Same guards
+    as read_snapshot."""
     return _reading(target, timeout_ms, _read_headline)
 
 
@@ -284,10 +289,10 @@ def _read_headline(connection: psycopg.Connection[Any], timeout_ms: int) -> Snap
     server = connection.execute(_SERVER).fetchone()
     assert server is not None
     snapshot = Snapshot(**server)
-    snapshot.activity = _rows(connection, _ACTIVITY, 1)
+    snapshot.activity = _rows(connection, _ACTIVITY_HERE, 1)
     for row in snapshot.activity:
         row["is_long"] = row["duration"] is not None and row["duration"] > LONG_QUERY
-    blocked = connection.execute(_BLOCKED_COUNT).fetchone()
+    blocked = connection.execute(_BLOCKED_COUNT_HERE).fetchone()
     snapshot.blocked_count = int(blocked["blocked"]) if blocked else 0
     connection.rollback()
     return snapshot

@@ -18,7 +18,7 @@ from apps.datastores import postgres, redis_client
 from apps.datastores.models import RedisTarget
 from apps.services.models import Service
 from tests.conftest import client_for
-from tests.datastores.conftest import Blocked
+from tests.datastores.conftest import Blocked, open_session
 
 
 def make_service() -> Service:
@@ -109,6 +109,20 @@ def test_the_postgres_panel_shows_connections_the_longest_query_and_who_waits(
     assert f"pid {blocked.blocker_pid}" in html
     assert snapshot.blocked_count == 1
     assert "<strong>1</strong> blocked" in html
+
+
+def test_the_postgres_panel_is_about_its_own_database(database_target: DatabaseTarget) -> None:
+    # A transaction left open in another database of the same server is older than anything
+    # in this one: the console lists it, the service's panel does not.
+    elsewhere = open_session("postgres", "elsewhere")
+    try:
+        elsewhere.execute("SELECT 1")  # idle in transaction from now on
+        pid = elsewhere.info.backend_pid
+        assert pid in {row["pid"] for row in postgres.read_snapshot(database_target).activity}
+        headline = postgres.read_headline(database_target)
+        assert headline.longest is None or headline.longest["pid"] != pid
+    finally:
+        elsewhere.close()
 
 
 def test_the_postgres_panel_colours_its_figures_by_the_runbooks_thresholds() -> None:

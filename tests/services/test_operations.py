@@ -242,15 +242,18 @@ def test_logs_are_read_beside_a_running_change(operator: Any, catalog: Catalog) 
 
     assert logs.state == State.SUCCEEDED, logs.error
     # The stalled rollout keeps replacing pods while the logs are read, so which pods answer
-    # is not fixed (nor how old, so how long, their logs are); every line must come from one
-    # of the deployment's pods, and no pod gives more than the tail asked for.
+    # is not fixed (nor how old, so how long, their logs are). Every pod's line is prefixed
+    # with a pod of the deployment, no pod gives more than the tail asked for, and the
+    # summary counts exactly those lines.
     prefix = f"{deployment(catalog.target).name}-"
+    messages = list(logs.log_lines.values_list("message", flat=True))
     per_pod = Counter(
-        line.split("  ", 1)[0] for line in logs.log_lines.values_list("message", flat=True)
+        message.split("  ", 1)[0] for message in messages if message.startswith(prefix)
     )
-    assert per_pod and all(pod.startswith(prefix) for pod in per_pod), per_pod
-    assert all(1 <= count <= 5 for count in per_pod.values()), per_pod
-    assert "lines from" in logs.status_text
+    assert per_pod and all(1 <= count <= 5 for count in per_pod.values()), messages
+    lines = sum(per_pod.values())
+    pods = f"{len(per_pod)} pod{'s' if len(per_pod) != 1 else ''}"
+    assert logs.status_text == f"{lines} lines from {pods}.", messages
     Operation.objects.filter(pk=stalled.pk).update(cancel_requested_at=logs.finished_at)
     wait_for(lambda: Operation.objects.get(pk=stalled.pk).is_final, what="the cancel")
 
