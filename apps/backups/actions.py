@@ -4,16 +4,27 @@ only that they changed."""
 
 from __future__ import annotations
 
+import posixpath
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
 from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.utils import timezone
 
 from apps.audit.choices import Outcome
 from apps.audit.records import AuditTarget, field_changes, record, save_form_recorded
+from apps.backups.choices import Compression
 from apps.backups.dumps import human_bytes
 from apps.backups.forms import BackupStorageForm, DatabaseTargetForm, IntegrityCheckForm
-from apps.backups.models import TARGET_TYPE, BackupStorage, DatabaseTarget, IntegrityCheck
+from apps.backups.models import TARGET_TYPE, Backup, BackupStorage, DatabaseTarget, IntegrityCheck
 from apps.backups.postgres import DatabaseProblem, check_connection
+from apps.backups.schedules import next_due
+from apps.backups.storage import StorageError, backend_for
 
 
 def audit_target(instance: models.Model) -> AuditTarget:
@@ -46,6 +57,9 @@ def do_save_database_target(actor: User, form: DatabaseTargetForm) -> DatabaseTa
     elif forget:
         target.set_password("")
         changes["password"] = ["", "removed"]
+    if "schedule" in changes or (target.schedule and target.schedule_next_at is None):
+        # A new schedule counts from now: a time that passed while it was edited is not due.
+        target.schedule_next_at = next_due(target, timezone.now())
     saved: DatabaseTarget = save_form_recorded(actor, form, target_of=audit_target, changes=changes)
     return saved
 
@@ -73,13 +87,16 @@ def do_save_backup_storage(actor: User, form: BackupStorageForm) -> BackupStorag
 def do_test_database_connection(actor: User, target: DatabaseTarget) -> DatabaseTarget:
     """Connect with the stored credentials (5 s timeout), read the server's version and the
     database's size, and keep the answer; a refusal is recorded as failed, with why."""
-    try:
-        facts = check_connection(target)
-    except DatabaseProblem as exc:
-        ok, detail = False, str(exc)
+    if target.is_sqlite:
+        ok, detail = _check_sqlite(target)
     else:
-        ok = True
-        detail = f"PostgreSQL {facts.version}, {human_bytes(facts.database_bytes)}"
+        try:
+            facts = check_connection(target)
+        except DatabaseProblem as exc:
+            ok, detail = False, str(exc)
+        else:
+            ok = True
+            detail = f"PostgreSQL {facts.version}, {human_bytes(facts.database_bytes)}"
     target.check_ok = ok
     target.check_detail = detail[:500]
     target.checked_at = timezone.now()
@@ -93,6 +110,16 @@ def do_test_database_connection(actor: User, target: DatabaseTarget) -> Database
             reason=detail,
         )
     return target
+
+
+def _check_sqlite(target: DatabaseTarget) -> tuple[bool, str]:
+    path = Path(target.sqlite_path)
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        return False, f"Cannot read {path}: {exc}"
+    return True, f"SQLite {sqlite3.sqlite_version}, {human_bytes(path.stat().st_size)}"
 
 
 def do_save_integrity_check(actor: User, form: IntegrityCheckForm) -> IntegrityCheck:
@@ -120,3 +147,45 @@ def do_delete_integrity_check(actor: User, check: IntegrityCheck) -> None:
             },
         )
         check.delete()
+
+
+DOWNLOAD_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    chunks: Iterator[bytes]
+
+
+def _pieces(reader: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while piece := reader.read(DOWNLOAD_CHUNK):
+            yield piece
+    finally:
+        reader.close()
+
+
+def do_download_backup(actor: User, backup: Backup) -> Download:
+    """Open a good backup's stored object for reading and record who took it; the caller
+    streams the pieces (one MiB at a time) to the browser. StorageError when it cannot be
+    opened (recorded as failed)."""
+    target = AuditTarget("backups.backup", str(backup.pk), str(backup))
+    data = {"key": backup.key, "storage": backup.storage.name, "size": backup.size_bytes}
+    try:
+        reader = backend_for(backup.storage).open_reader(backup.key)
+    except StorageError as exc:
+        record(
+            "backup.downloaded",
+            actor=actor,
+            outcome=Outcome.FAILED,
+            target=target,
+            reason=str(exc),
+            data=data,
+        )
+        raise
+    record("backup.downloaded", actor=actor, target=target, data=data)
+    name = posixpath.basename(backup.key)
+    if backup.compression == Compression.ZSTD:
+        name += ".zst"
+    return Download(filename=name, chunks=_pieces(reader))

@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class BackupsConfig(AppConfig):
     name = "apps.backups"
     label = "backups"
+
+    def ready(self) -> None:
+        from apps.backups import cleanup, sync  # noqa: F401  (sync registers its kinds)
+        from apps.operations.signals import operation_finished
+
+        operation_finished.connect(cleanup.clean_up_after, dispatch_uid="backups-cleanup")

@@ -13,6 +13,12 @@ class SslMode(models.TextChoices):
     VERIFY_FULL = "verify-full", "verify-full (TLS, certificate matches the host name)"
 
 
+class DatabaseEngine(models.TextChoices):
+    POSTGRESQL = "postgresql", "PostgreSQL"
+    # The embedded default: a file copied with SQLite's online backup API.
+    SQLITE = "sqlite", "SQLite file"
+
+
 class StorageKind(models.TextChoices):
     LOCAL = "local", "Local directory"
     S3 = "s3", "S3 bucket (or an S3-compatible store)"
@@ -28,6 +34,8 @@ class BackupState(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # It was good; its stored object was deleted by the retention policy (pruning).
+    PRUNED = "pruned", "Pruned"
 
 
 class Compression(models.TextChoices):
@@ -39,6 +47,8 @@ class Compression(models.TextChoices):
     ZSTD = "zstd", "zstd stream around the dump (decompress, then pg_restore)"
     # pg_dump 16+ compressed the data itself (--compress=zstd): pg_restore reads it as it is.
     PG_DUMP_ZSTD = "pg_dump_zstd", "zstd inside the custom format (pg_restore reads it)"
+    # A SQLite database file (from its online backup API) as one zstd stream.
+    SQLITE_ZSTD = "sqlite_zstd", "zstd stream around a SQLite database file"
 
 
 class RestoreKind(models.TextChoices):

@@ -32,6 +32,9 @@ def _secret_input() -> forms.PasswordInput:
     return forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
 
 
+POLICY_FIELDS = ("freshness_hours", "keep_daily", "keep_weekly", "keep_monthly")
+
+
 class DatabaseTargetForm(forms.ModelForm):
     password = forms.CharField(
         label="Password",
@@ -59,11 +62,29 @@ class DatabaseTargetForm(forms.ModelForm):
             "storage",
             "is_production",
             "is_scratch",
+            "schedule",
+            "freshness_hours",
+            "keep_daily",
+            "keep_weekly",
+            "keep_monthly",
         ]
         labels = {"is_production": "Production database"}
 
+    def clean_schedule(self) -> str:
+        return " ".join(str(self.cleaned_data.get("schedule") or "").split())
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # Left empty: the policy stays as it is (the defaults for a new target).
+        for name in POLICY_FIELDS:
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = getattr(self.instance, name)
+        return cleaned
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name in POLICY_FIELDS:
+            self.fields[name].required = False
         if not (self.instance.pk and self.instance.has_password):
             del self.fields["forget_password"]
         else:

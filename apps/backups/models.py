@@ -17,12 +17,14 @@ from django.utils.text import slugify
 from apps.backups.choices import (
     BackupState,
     Compression,
+    DatabaseEngine,
     RestoreKind,
     RestoreState,
     ServerSideEncryption,
     SslMode,
     StorageKind,
 )
+from apps.backups.cron import validate as validate_cron
 from apps.common.crypto import decrypt, encrypt
 from apps.operations.registry import Target
 
@@ -182,6 +184,12 @@ class DatabaseTarget(models.Model):
         related_name="database_targets",
         help_text="The service whose data this is (optional).",
     )
+    engine = models.CharField(
+        max_length=12, choices=DatabaseEngine.choices, default=DatabaseEngine.POSTGRESQL
+    )
+    # For a SQLite target: the database file, read through SQLite's online backup API (host,
+    # database and user then only name it).
+    sqlite_path = models.CharField("SQLite file", max_length=500, blank=True)
     host = models.CharField(max_length=253, validators=[validate_host])
     port = models.PositiveIntegerField(
         default=5432, validators=[MinValueValidator(1), MaxValueValidator(65535)]
@@ -204,6 +212,34 @@ class DatabaseTarget(models.Model):
         default=False,
         help_text="Its contents may be thrown away (a copy for tests or analysis): a restore "
         "into it may skip the safety backup.",
+    )
+    schedule = models.CharField(
+        "Backup schedule",
+        max_length=100,
+        blank=True,
+        validators=[validate_cron],
+        help_text="When backups start on their own, as cron in UTC: minute hour day-of-month "
+        "month day-of-week, e.g. '15 2 * * *' (02:15 every day) or @daily. Empty: none.",
+    )
+    # The due time the scheduler starts next; claimed by a conditional UPDATE so that two
+    # beats (or a late tick) start each due backup once.
+    schedule_next_at = models.DateTimeField(null=True, blank=True, editable=False)
+    keep_daily = models.PositiveSmallIntegerField(
+        default=7, validators=[MaxValueValidator(1000)], help_text="Days with a backup to keep."
+    )
+    keep_weekly = models.PositiveSmallIntegerField(
+        default=4, validators=[MaxValueValidator(1000)], help_text="Weeks with a backup to keep."
+    )
+    keep_monthly = models.PositiveSmallIntegerField(
+        default=12,
+        validators=[MaxValueValidator(1000)],
+        help_text="Months with a backup to keep.",
+    )
+    freshness_hours = models.PositiveIntegerField(
+        "Freshness objective (hours)",
+        default=26,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 366)],
+        help_text="Red, with an alert, when the newest good backup is older than this.",
     )
     checked_at = models.DateTimeField(null=True, blank=True)
     check_ok = models.BooleanField(null=True)
@@ -229,7 +265,13 @@ class DatabaseTarget(models.Model):
     @property
     def dsn_label(self) -> str:
         """Where it is, without the password: what people and logs may see."""
+        if self.is_sqlite:
+            return f"sqlite:{self.sqlite_path}"
         return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine == DatabaseEngine.SQLITE
 
     def set_password(self, password: str) -> None:
         self.password_encrypted = encrypt(password) if password else ""
@@ -300,6 +342,7 @@ class Backup(models.Model):
     )
     # Why it was taken when not by a person's "Back up now" (a restore's safety backup).
     note = models.CharField(max_length=200, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True)
 
     objects = BackupQuerySet.as_manager()
 
@@ -312,6 +355,7 @@ class Backup(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["storage", "key"], name="one_backup_per_key"),
         ]
+        permissions = [("download_backup", "Can download a backup")]
 
     def __str__(self) -> str:
         return f"{self.target.name} at {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -26,9 +26,10 @@ from django.utils import timezone
 
 from apps.backups import postgres
 from apps.backups.checks import CheckProblem, CheckResult, run_integrity_checks
-from apps.backups.choices import BackupState, RestoreKind, RestoreState, StorageKind
+from apps.backups.choices import BackupState, Compression, RestoreKind, RestoreState, StorageKind
 from apps.backups.dumps import DumpFailed, Progress, human_bytes, stream_dump
 from apps.backups.forms import BackupParamsForm, RestoreParamsForm, ScratchRestoreParamsForm
+from apps.backups.freshness import resolve_if_fresh
 from apps.backups.models import (
     Backup,
     BackupStorage,
@@ -48,7 +49,8 @@ from apps.backups.restores import (
     user_relations,
     verified_dump,
 )
-from apps.backups.schedules import SCHEDULE_LABEL, is_scheduler
+from apps.backups.schedules import BACKUP_SCHEDULE_LABEL, SCHEDULE_LABEL, is_scheduler
+from apps.backups.sqlite import stream_sqlite
 from apps.backups.storage import StorageError, backend_for, backup_key
 from apps.operations.choices import Approval, LogLevel
 from apps.operations.models import Operation
@@ -125,6 +127,7 @@ def take_backup(
                     started_at=started,
                     operation=operation,
                     started_by=operation.requested_by,
+                    schedule=_schedule_label(operation, target, note),
                     note=note[:200],
                 )
             break
@@ -136,7 +139,8 @@ def take_backup(
         raise OperationFailed(f"No free key for a backup of {target.name} in {storage.name}.")
     reporter.log(f"Backing up {target.dsn_label} to {storage.name}: {key}")
     try:
-        outcome = stream_dump(target, backend_for(storage), key, reporter)
+        dump = stream_sqlite if target.is_sqlite else stream_dump
+        outcome = dump(target, backend_for(storage), key, reporter)
     except BaseException as exc:
         backup.state = BackupState.FAILED
         backup.error = _why(exc)
@@ -166,7 +170,15 @@ def take_backup(
         ]
     )
     reporter.log(f"SHA-256 {outcome.sha256}")
+    resolve_if_fresh(target)
     return backup
+
+
+def _schedule_label(operation: Operation, target: DatabaseTarget, note: str) -> str:
+    """The schedule a backup came from: the target's, when the scheduler asked for it."""
+    if note or operation.requested_by is None or not is_scheduler(operation.requested_by):
+        return ""
+    return (target.schedule or BACKUP_SCHEDULE_LABEL)[:100]
 
 
 def back_up(operation: Operation, reporter: Reporter) -> None:
@@ -190,6 +202,10 @@ def _chosen(target: Target, params: dict[str, Any]) -> tuple[DatabaseTarget, Bac
 
 def _command(target: Target, params: dict[str, Any]) -> str:
     found, storage = _chosen(target, params)
+    if found.is_sqlite:
+        copy = shlex.join(["sqlite3", found.sqlite_path, ".backup copy.sqlite3"])
+        where = f"{storage.root}{found.slug}/YYYY/MM/{found.slug}_YYYYmmdd_HHMMSS.dump"
+        return f"{copy}\nzstd copy.sqlite3 -o {where}"
     dump = shlex.join(
         [
             "pg_dump",
@@ -216,6 +232,12 @@ def _command(target: Target, params: dict[str, Any]) -> str:
 
 def _summary(target: Target, params: dict[str, Any]) -> str:
     found, storage = _chosen(target, params)
+    if found.is_sqlite:
+        return (
+            f"The SQLite file {found.sqlite_path} is copied with SQLite's online backup API "
+            f"(it stays in use), then compressed with zstd into {storage.name} "
+            f"({storage.location}); the file is only read."
+        )
     return (
         f"{found.database} on {found.host} is dumped with pg_dump (custom format, zstd) "
         f"straight into {storage.name} ({storage.location}); the database is only read."
@@ -276,7 +298,16 @@ def _good_backup(backup_id: object) -> Backup:
         raise OperationFailed(
             f"Backup #{backup_id} is not a good backup any more: nothing was done."
         )
+    _refuse_sqlite(backup)
     return backup
+
+
+def _refuse_sqlite(backup: Backup) -> None:
+    if backup.compression == Compression.SQLITE_ZSTD:
+        raise OperationFailed(
+            f"Backup #{backup.pk} is a SQLite file: restore it by hand (download it, "
+            "zstd -d, and put it in place while the portal is stopped). Nothing was done."
+        )
 
 
 def _checks_outcome(run: RestoreRun) -> str:
@@ -291,6 +322,11 @@ def _checks_outcome(run: RestoreRun) -> str:
 
 def restore(operation: Operation, reporter: Reporter) -> None:
     destination = _target_of(operation)
+    if destination.is_sqlite:
+        raise OperationFailed(
+            f"{destination.name} is a SQLite file: restores go into PostgreSQL targets only. "
+            "Nothing was done."
+        )
     params = operation.params
     backup = _good_backup(params.get("backup"))
     typed = params.get("confirm_database")
@@ -400,6 +436,7 @@ def restore_into_scratch(operation: Operation, reporter: Reporter) -> None:
         backup = latest.select_related("storage", "target").first()
         if backup is None:
             raise OperationFailed(f"{source.name} has no good backup to test.")
+        _refuse_sqlite(backup)
     else:
         backup = _good_backup(chosen)
     server = scratch_server(source)
@@ -610,3 +647,7 @@ register(
         command=_test_restore_command,
     )
 )
+
+
+# Registers backups.prune (it needs resolve_target above).
+from apps.backups import pruning  # noqa: E402, F401

@@ -1,4 +1,10 @@
-"""Test restores on a schedule: every target with a good backup gets one soon after its first
+"""Backups and test restores on a schedule.
+
+Backups: each target may have a cron schedule (apps.backups.cron); the minute beat task calls
+``start_due_backups``, which claims each due time by a conditional UPDATE of the target's
+``schedule_next_at`` before starting the backup, so two beats never start it twice.
+
+Test restores: every target with a good backup gets one soon after its first
 good backup, then every BACKUP_TEST_RESTORE_DAYS (quarterly). The hourly beat task
 (apps.backups.tasks) calls ``start_due_test_restores``; the operations are requested by the
 scheduler's own account, an operator that cannot sign in, so that their audit records and
@@ -11,11 +17,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, Group, User
+from django.db import transaction
 from django.db.models import CharField, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from apps.accounts.roles import OPERATOR
+from apps.backups import cron
 from apps.backups.choices import RestoreKind
 from apps.backups.models import TARGET_TYPE, Backup, DatabaseTarget, RestoreRun
 from apps.operations.actions import OperationRefused, do_start_operation
@@ -98,5 +106,58 @@ def start_due_test_restores(now: datetime | None = None) -> list[Operation]:
         except OperationRefused as exc:
             logger.warning("test restore of %s not started: %s", target.name, exc.message)
             continue
+        started.append(operation)
+    return started
+
+
+# --- Scheduled backups ---------------------------------------------------------------------
+
+BACKUP_KIND = "backups.backup"
+BACKUP_SCHEDULE_LABEL = "backup schedule"
+
+
+def next_due(target: DatabaseTarget, after: datetime) -> datetime | None:
+    """The target's next due time after ``after``, None without a schedule."""
+    if not target.schedule.strip():
+        return None
+    return cron.next_after(cron.parse(target.schedule), after)
+
+
+def _claim(target: DatabaseTarget, now: datetime) -> bool:
+    """Move the target's due time past ``now``, only if nobody did meanwhile: the one row
+    UPDATE that makes each due time start one backup, whatever the number of beats."""
+    following = next_due(target, now)
+    claimed = DatabaseTarget.objects.filter(
+        pk=target.pk, schedule=target.schedule, schedule_next_at=target.schedule_next_at
+    ).update(schedule_next_at=following)
+    return claimed == 1
+
+
+def start_due_backups(now: datetime | None = None) -> list[Operation]:
+    """Start a backup of every target whose scheduled time has come. A due time missed while
+    no beat ran starts one backup (not one per missed time); a refusal (the target busy, a
+    gate) is logged and that due time is skipped."""
+    now = now or timezone.now()
+    due = DatabaseTarget.objects.exclude(schedule="").filter(schedule_next_at__lte=now)
+    started: list[Operation] = []
+    requester: User | None = None
+    for target in due.order_by("pk"):
+        when = target.schedule_next_at
+        with transaction.atomic():
+            if not _claim(target, now):
+                continue
+            requester = requester or scheduler_user()
+            try:
+                operation = do_start_operation(
+                    requester,
+                    BACKUP_KIND,
+                    str(target.pk),
+                    {},
+                    f"Scheduled backup of {target.name} ({target.schedule}, due "
+                    f"{when:%Y-%m-%d %H:%M} UTC).",
+                )
+            except OperationRefused as exc:
+                logger.warning("scheduled backup of %s not started: %s", target.name, exc.message)
+                continue
         started.append(operation)
     return started

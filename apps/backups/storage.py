@@ -161,7 +161,10 @@ class LocalBackend:
             raise StorageError(f"Cannot read {key}: {exc.strerror or exc}.") from None
 
     def delete(self, key: str) -> None:
-        self.path_of(key).unlink(missing_ok=True)
+        try:
+            self.path_of(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"Cannot delete {key}: {exc.strerror or exc}.") from None
 
     def exists(self, key: str) -> bool:
         return self.path_of(key).exists()

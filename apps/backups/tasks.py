@@ -1,5 +1,5 @@
 """Celery tasks of the backups app: thin entry points that the beat schedule names
-(opsportal/settings.py); the work is in schedules.py."""
+(opsportal/settings.py); the work is in schedules.py and freshness.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.backups import schedules
+from apps.backups import freshness, schedules
 from apps.services.tasks import exclusively
 
 START_TEST_RESTORES_LOCK = 0x4F50_5350_0201  # "OPSP" backups 1
@@ -20,3 +20,12 @@ def start_due_test_restores() -> dict[str, Any]:
         if not acquired:
             return {"skipped": True}
         return {"started": [operation.pk for operation in schedules.start_due_test_restores()]}
+
+
+@shared_task(name="apps.backups.tasks.tick_backups", ignore_result=True)
+def tick_backups() -> dict[str, Any]:
+    """Every minute: start the scheduled backups that are due (each due time claimed once by
+    a conditional UPDATE, so a second beat or an overlapping tick starts nothing twice) and
+    fire or resolve the freshness alerts."""
+    started = [operation.pk for operation in schedules.start_due_backups()]
+    return {"started": started, **freshness.check_freshness()}

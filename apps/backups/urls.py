@@ -15,6 +15,7 @@ urlpatterns = [
     path("checks/<int:pk>/edit/", views.check_edit, name="check-edit"),
     path("checks/<int:pk>/delete/", views.check_delete, name="check-delete"),
     path("backup/<int:pk>/restore/", views.backup_restore, name="backup-restore"),
+    path("backup/<int:pk>/download/", views.backup_download, name="backup-download"),
     path("storage/", views.storage_list, name="storage"),
     path("storage/new/", views.storage_create, name="storage-create"),
     path("storage/<int:pk>/edit/", views.storage_edit, name="storage-edit"),
