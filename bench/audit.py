@@ -63,6 +63,14 @@ RESTORE_EVERY = 250
 ACTORS = [f"bench-user-{number:02d}" for number in range(50)]
 SERVICES = ["api", "billing", "search", "orders", "auth", "mailer", "ledger", "reports"]
 ENVIRONMENTS = ["development", "staging", "production"]
+# The service and environment filters map through the catalogue: the bench's events are about
+# real targets, CATALOG_SERVICES services in each of the ENVIRONMENTS (300 targets), and one
+# rare service whose targets are in one event in RARE_EVERY, so that its deep page is the
+# filter's worst case. Their slugs start with CATALOG_PREFIX, for the clean-up.
+CATALOG_PREFIX = "bench-audit-"
+CATALOG_SERVICES = 100
+RARE_SERVICE = f"{CATALOG_PREFIX}rare"
+RARE_EVERY = 10_000
 ACTIONS = [
     "operation.queued",
     "operation.started",
@@ -136,11 +144,62 @@ def _outcome(rng: random.Random) -> str:
     return "denied" if roll < 0.01 else "failed" if roll < 0.04 else "succeeded"
 
 
-def _event(seq: int, prev_hash: str, now: Any, count: int, rng: random.Random) -> AuditEvent:
+@dataclass(frozen=True)
+class Catalog:
+    """The bench's targets, (pk, label) each: the common ones and the rare service's."""
+
+    targets: list[tuple[int, str]]
+    rare: list[tuple[int, str]]
+
+
+def load_catalog() -> Catalog:
+    from apps.services.choices import ClusterAccess
+    from apps.services.models import Cluster, DeploymentTarget, Environment, Service
+
+    cluster = Cluster.objects.create(
+        name=f"{CATALOG_PREFIX}cluster", access=ClusterAccess.IN_CLUSTER
+    )
+    environments = [
+        Environment.objects.create(name=f"{CATALOG_PREFIX}{name}", slug=f"{CATALOG_PREFIX}{name}")
+        for name in ENVIRONMENTS
+    ]
+    names = [f"{CATALOG_PREFIX}{number:03d}" for number in range(CATALOG_SERVICES)]
+    catalog = Catalog([], [])
+    for name in [*names, RARE_SERVICE]:
+        service = Service.objects.create(name=name, slug=name, team="bench")
+        for environment in environments:
+            target = DeploymentTarget.objects.create(
+                service=service,
+                environment=environment,
+                cluster=cluster,
+                namespace=environment.slug,
+                deployment=name,
+                container="app",
+            )
+            row = (target.pk, f"{name} ({environment.slug})")
+            (catalog.rare if name == RARE_SERVICE else catalog.targets).append(row)
+    return catalog
+
+
+def remove_catalog() -> None:
+    from apps.services.models import Cluster, DeploymentTarget, Environment, Service
+
+    DeploymentTarget.objects.filter(cluster__name__startswith=CATALOG_PREFIX).delete()
+    Service.objects.filter(slug__startswith=CATALOG_PREFIX).delete()
+    Environment.objects.filter(slug__startswith=CATALOG_PREFIX).delete()
+    Cluster.objects.filter(name__startswith=CATALOG_PREFIX).delete()
+
+
+def _event(
+    seq: int, prev_hash: str, now: Any, count: int, rng: random.Random, catalog: Catalog
+) -> AuditEvent:
     action = rng.choice(ACTIONS)
     service = rng.choice(SERVICES)
-    environment = rng.choice(ENVIRONMENTS)
     is_operation = action.startswith("operation.")
+    about = is_operation or "target" in action
+    target_pk, target_label = rng.choice(
+        catalog.rare if rng.randrange(RARE_EVERY) == 0 else catalog.targets
+    )
     reason = ""
     if rng.random() < 0.005:
         reason = f"Roll back the {SEARCH_WORD} {rng.randrange(1000)} of {service}"
@@ -154,9 +213,9 @@ def _event(seq: int, prev_hash: str, now: Any, count: int, rng: random.Random) -
         actor_label=rng.choice(ACTORS),
         action=action,
         outcome="denied" if action == "access.denied" else _outcome(rng),
-        target_type="services.target" if is_operation or "target" in action else "",
-        target_id=str(rng.randrange(1, 300)) if is_operation or "target" in action else "",
-        target_label=f"{service} ({environment})",
+        target_type="services.target" if about else "",
+        target_id=str(target_pk) if about else "",
+        target_label=target_label,
         operation_id=seq if is_operation else None,
         reason=reason,
         data={"replicas": [rng.randrange(1, 5), rng.randrange(1, 5)]},
@@ -190,9 +249,10 @@ def remove_bench_events() -> None:
             cursor.execute("DELETE FROM audit_auditevent WHERE seq >= %s", [seq])
         AuditChainHead.objects.filter(pk=1).update(seq=seq - 1, last_hash=prev_hash)
     Operation.objects.filter(status_text=REQUEST_ID).delete()
+    remove_catalog()
 
 
-def load_events(count: int) -> float:
+def load_events(count: int, catalog: Catalog) -> float:
     """Append ``count`` chained events after the chain's head; seconds it took."""
     started = time.perf_counter()
     rng = random.Random(8)
@@ -205,7 +265,7 @@ def load_events(count: int) -> float:
             copy_sql = f"COPY audit_auditevent ({', '.join(COLUMNS)}) FROM STDIN"
             with cursor.cursor.copy(copy_sql) as copy:
                 for seq in range(first, last + 1):
-                    event = _event(seq, prev_hash, now, last, rng)
+                    event = _event(seq, prev_hash, now, last, rng, catalog)
                     copy.write_row(
                         [
                             json.dumps(event.data) if name == "data" else getattr(event, name)
@@ -261,8 +321,24 @@ def _deep_cursor(query: dict[str, Any]) -> int:
     return int(seq or 1)
 
 
-def pages_for() -> list[Page]:
+def _deep_scope_cursor(query: str) -> int:
+    """The cursor of the page 90 % of the way down what the page's own filter matches."""
+    from django.http import QueryDict
+
+    from apps.audit.filters import read_filters
+
+    events = read_filters(QueryDict(query)).events()
+    depth = int(events.count() * 0.9)
+    seq = events.values_list("seq", flat=True)[depth : depth + 1].first()
+    return int(seq or 1)
+
+
+def pages_for(catalog: Catalog) -> list[Page]:
     actor = ACTORS[7]
+    one_service = f"service={CATALOG_PREFIX}042"
+    one_environment = f"environment={CATALOG_PREFIX}production"
+    rare = f"service={RARE_SERVICE}"
+    both = f"{one_service}&{one_environment}"
     denied = _deep_cursor({"outcome": "denied"})
     by_actor = _deep_cursor({"actor_label": actor})
     operations = _deep_cursor({"action__startswith": "operation."})
@@ -279,7 +355,24 @@ def pages_for() -> list[Page]:
         Page(f"actor={actor}, deep cursor", f"actor={actor}&before={by_actor}"),
         Page("action=operation., deep cursor", f"action=operation.&before={operations}"),
         Page("actor + outcome=failed", f"actor={actor}&outcome=failed"),
-        Page("one target (services page link)", "target_type=services.target&target_id=42"),
+        Page(
+            "one target (services page link)",
+            f"target_type=services.target&target_id={catalog.targets[42][0]}",
+        ),
+        Page("service=one of 100, first page", one_service),
+        Page(
+            "service=one of 100, deep cursor",
+            f"{one_service}&before={_deep_scope_cursor(one_service)}",
+        ),
+        Page("environment=production, first page", one_environment),
+        Page(
+            "environment=production, deep cursor",
+            f"{one_environment}&before={_deep_scope_cursor(one_environment)}",
+        ),
+        Page("service + environment, deep cursor", f"{both}&before={_deep_scope_cursor(both)}"),
+        Page("service=rare (1 in 10,000), first page", rare),
+        Page("service=rare, deep cursor", f"{rare}&before={_deep_scope_cursor(rare)}"),
+        Page("service + actor + outcome=failed", f"{one_service}&actor={actor}&outcome=failed"),
         Page("one week, 4 months ago", f"since={week_start}&until={week_end}"),
         Page(f"kind={RESTORE_KIND}, first page", f"kind={RESTORE_KIND}"),
         Page(f"kind={RESTORE_KIND}, deep cursor", f"kind={RESTORE_KIND}&before={restored}"),
@@ -378,9 +471,10 @@ def measure(client: Client, requests: int, events: int = EVENTS) -> AuditResults
     username = get_user_model().objects.get(pk=client.session["_auth_user_id"]).get_username()
     remove_bench_events()
     try:
-        results = AuditResults(events, load_events(events))
+        catalog = load_catalog()
+        results = AuditResults(events, load_events(events, catalog))
         load_restores(get_user_model().objects.get(username=username))
-        for page in pages_for():
+        for page in pages_for(catalog):
             results.pages.append(measure_page(client, page, requests))
         results.export = measure_export(username)
     finally:

@@ -8,7 +8,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, EmptyResultSet
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
@@ -17,6 +18,7 @@ from apps.audit.choices import Outcome
 from apps.audit.models import AuditEvent, AuditEventQuerySet
 from apps.operations.models import Operation
 from apps.operations.registry import all_kinds
+from apps.services.models import TARGET_TYPE, DeploymentTarget, Environment, Service
 
 # Largest value a PostgreSQL bigint holds: a bigger cursor or operation id would make the
 # database raise instead of matching nothing.
@@ -31,6 +33,8 @@ FILTERS = (
     "outcome",
     "target_type",
     "target_id",
+    "service",
+    "environment",
     "operation",
     "kind",
     "since",
@@ -60,6 +64,8 @@ class AuditFilterForm(forms.Form):
     target_id = forms.CharField(
         required=False, label="Object", max_length=64, widget=forms.HiddenInput
     )
+    service = forms.ChoiceField(required=False, label="Service")
+    environment = forms.ChoiceField(required=False, label="Environment")
     since = forms.DateField(
         required=False,
         label="From",
@@ -85,6 +91,14 @@ class AuditFilterForm(forms.Form):
         # The kinds registered now: an app's kinds appear here as soon as it registers them.
         kind_field: Any = self.fields["kind"]
         kind_field.choices = [("", "Any kind")] + [(kind.name, kind.label) for kind in all_kinds()]
+        service_field: Any = self.fields["service"]
+        service_field.choices = [("", "Any service")] + list(
+            Service.objects.order_by("name").values_list("slug", "name")
+        )
+        environment_field: Any = self.fields["environment"]
+        environment_field.choices = [("", "Any environment")] + list(
+            Environment.objects.order_by("name").values_list("slug", "name")
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -125,10 +139,13 @@ class AuditFilter:
             self.cleaned.get(name) not in (None, "") for name in FILTERS
         )
 
-    def events(self) -> QuerySet[AuditEvent]:
+    def events(self, page_size: int | None = None) -> QuerySet[AuditEvent]:
+        """The matching events; ``page_size`` when only the newest of them, below the
+        cursor, will be read (a page), which lets the service and environment filters
+        look up just that many per object."""
         if self.contradiction:
             return AuditEvent.objects.none()
-        return filtered_events(self.cleaned)
+        return filtered_events(self.cleaned, page_size)
 
     def query_string(self) -> str:
         """The applied filters as a query string, without the page cursor: what an export
@@ -226,9 +243,138 @@ def _of_kind(events: AuditEventQuerySet, kind: str) -> AuditEventQuerySet:
     return events.filter(operation_id__in=operations.values("pk"))
 
 
-def filtered_events(cleaned: dict[str, Any]) -> QuerySet[AuditEvent]:
+# The objects an event can be about that belong to a service or an environment, by the
+# target_type their events carry. An operation's events carry its target (services.target,
+# backups.target, …), so they are found through it. Database and Redis targets name a service
+# but no environment.
+ObjectIds = dict[str, set[str]]
+
+
+def _objects_of_service(slug: str) -> ObjectIds:
+    from apps.backups.models import TARGET_TYPE as DATABASE_TYPE
+    from apps.backups.models import DatabaseTarget
+    from apps.datastores.models import REDIS_TARGET_TYPE, RedisTarget
+
+    service = Service.objects.filter(slug=slug).values_list("pk", flat=True).first()
+    if service is None:
+        return {}
+
+    def ids(model: Any) -> set[str]:
+        return {
+            str(pk) for pk in model.objects.filter(service_id=service).values_list("pk", flat=True)
+        }
+
+    return {
+        "services.service": {str(service)},
+        TARGET_TYPE: ids(DeploymentTarget),
+        DATABASE_TYPE: ids(DatabaseTarget),
+        REDIS_TARGET_TYPE: ids(RedisTarget),
+    }
+
+
+def _objects_of_environment(slug: str) -> ObjectIds:
+    environment = Environment.objects.filter(slug=slug).values_list("pk", flat=True).first()
+    if environment is None:
+        return {}
+    targets = DeploymentTarget.objects.filter(environment_id=environment).values_list(
+        "pk", flat=True
+    )
+    return {
+        "services.environment": {str(environment)},
+        TARGET_TYPE: {str(pk) for pk in targets},
+    }
+
+
+def _about(events: AuditEventQuerySet, objects: ObjectIds) -> AuditEventQuerySet:
+    """The events whose target is one of ``objects``, in one condition: for an export, which
+    reads every match anyway."""
+    condition = Q()
+    for target_type, ids in sorted(objects.items()):
+        if ids:
+            condition |= Q(target_type=target_type, target_id__in=sorted(ids))
+    return events.filter(condition) if condition else events.none()
+
+
+# Up to this many objects, a page looks each one up on its own (see _newest_about); beyond
+# it (an environment of hundreds of services), one condition, which such a common filter
+# matches densely enough for PostgreSQL's walk down the seq index to stop early.
+OBJECTS_LOOKED_UP_ONE_BY_ONE = 200
+_TYPE_SLOT = "\x00target_type"
+_ID_SLOT = "\x00target_id"
+
+
+def _newest_about(
+    events: AuditEventQuerySet, objects: ObjectIds, cursor: int | None, size: int
+) -> AuditEventQuerySet:
+    """The newest ``size`` events (below ``cursor``) about ``objects``, for a page.
+
+    One condition over all the objects lets PostgreSQL walk the seq index backwards and test
+    each row: fast when they are common, a walk of the whole table when they are rare (a
+    service with few events: 1.3 s at 1,000,000 events). Instead, each object's newest
+    ``size`` events come from the (target_type, target_id, seq) index, one branch of a UNION
+    ALL each, and the newest ``size`` of those make the page: the cost grows with the number
+    of objects and the page, never with the table. The seqs are read first and put in the
+    page's query as a list, so that the planner cannot turn back to the walk."""
+    pairs = [(kind, pk) for kind, ids in sorted(objects.items()) for pk in sorted(ids)]
+    if not pairs:
+        return events.none()
+    if (
+        len(pairs) > OBJECTS_LOOKED_UP_ONE_BY_ONE
+        or not connection.features.supports_slicing_ordering_in_compound
+    ):
+        return _about(events, objects)
+    below = events.filter(seq__lt=cursor) if cursor else events
+    # One branch compiled once, its object named by two placeholder values that each branch
+    # replaces with its own: compiling hundreds of querysets would cost more than running them.
+    branch = (
+        below.filter(target_type=_TYPE_SLOT, target_id=_ID_SLOT)
+        .order_by("-seq")
+        .values_list("seq", flat=True)[:size]
+    )
+    try:
+        sql, slots = branch.query.sql_with_params()
+    except EmptyResultSet:  # another filter matches nothing (a kind with no operation)
+        return events.none()
+    params: list[Any] = []
+    for kind, pk in pairs:
+        params += [kind if p == _TYPE_SLOT else pk if p == _ID_SLOT else p for p in slots]
+    # Ordered and cut again outside: PostgreSQL merges the branches (Merge Append), reading
+    # from each only as far as the page needs, not a page from every one.
+    union = " UNION ALL ".join([f"({sql})"] * len(pairs))
+    with connection.cursor() as database:
+        database.execute(
+            f"SELECT * FROM ({union}) AS about ORDER BY 1 DESC LIMIT {int(size)}", params
+        )
+        newest = [row[0] for row in database.fetchall()]
+    return events.filter(seq__in=newest)
+
+
+def objects_about(cleaned: dict[str, Any]) -> ObjectIds | None:
+    """The objects the service and environment filters leave (both: the targets of that
+    service in that environment), or None when neither filter is set."""
+    service, environment = cleaned.get("service"), cleaned.get("environment")
+    if not service and not environment:
+        return None
+    found = _objects_of_service(service) if service else None
+    if environment:
+        of_environment = _objects_of_environment(environment)
+        found = (
+            of_environment
+            if found is None
+            else {
+                target_type: ids & of_environment[target_type]
+                for target_type, ids in found.items()
+                if target_type in of_environment
+            }
+        )
+    return found or {}
+
+
+def filtered_events(cleaned: dict[str, Any], page_size: int | None = None) -> QuerySet[AuditEvent]:
     """Events matching the cleaned filters, newest first. Each filter maps to one condition that
-    an index of the table serves; see migration 0003."""
+    an index of the table serves; see migration 0003. With ``page_size``, only the newest that
+    many below the cursor are sure to be there (the service and environment filters look
+    each of their objects up on its own; see _newest_about)."""
     events = AuditEvent.objects.newest_first()
     if actor := cleaned.get("actor"):
         events = events.filter(actor_label=actor)
@@ -257,6 +403,12 @@ def filtered_events(cleaned: dict[str, Any]) -> QuerySet[AuditEvent]:
         events = events.filter(created_at__lt=end, seq__lt=_seq_ceiling(end))
     if text := cleaned.get("q"):
         events = events.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
+    # Last: a page's lookup per object carries every other filter.
+    if (objects := objects_about(cleaned)) is not None:
+        if page_size is None:
+            events = _about(events, objects)
+        else:
+            events = _newest_about(events, objects, cleaned.get(CURSOR), page_size)
     return events
 
 
@@ -273,6 +425,10 @@ def describe(cleaned: dict[str, Any]) -> str:
         parts.append(f"object type is {target_type}")
     if target_id := cleaned.get("target_id"):
         parts.append(f"object id is {target_id}")
+    if service := cleaned.get("service"):
+        parts.append(f"service is {service}")
+    if environment := cleaned.get("environment"):
+        parts.append(f"environment is {environment}")
     if operation := cleaned.get("operation"):
         parts.append(f"operation is #{operation}")
     if kind := cleaned.get("kind"):

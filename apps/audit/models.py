@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from apps.audit.choices import Outcome
+from apps.audit.choices import Outcome, ReviewRule
 
 GENESIS_HASH = "0" * 64
 
@@ -54,6 +54,10 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-seq"]
         indexes = [models.Index(fields=["target_type", "target_id", "-seq"])]
+        permissions = [
+            ("review_auditevent", "Can mark sensitive audit events reviewed"),
+            ("verify_auditevent", "Can check the integrity of the audit chain"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.outcome} by {self.actor_label or 'system'}"
@@ -113,3 +117,44 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint at #{self.seq}"
+
+
+class ReviewItem(models.Model):
+    """A sensitive event in the manager review queue: it enters when the event is written
+    (``apps.audit.review.enter_review_queue``, in the same transaction) and leaves the
+    unreviewed list when a manager marks it reviewed with a comment, which is itself the
+    audit event ``review_seq``."""
+
+    event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="review")
+    rule = models.CharField(max_length=40, choices=ReviewRule.choices)
+    entered_at = models.DateTimeField()
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    comment = models.TextField(blank=True)
+    review_seq = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [
+            # The two lists of the queue, each newest first and keyset-paged by id.
+            models.Index(
+                fields=["-id"],
+                name="audit_review_open_idx",
+                condition=models.Q(reviewed_at__isnull=True),
+            ),
+            models.Index(
+                fields=["-id"],
+                name="audit_review_done_idx",
+                condition=models.Q(reviewed_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "reviewed" if self.reviewed_at else "unreviewed"
+        return f"review of #{self.event_id} ({self.rule}, {state})"

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.audit.choices import Outcome
 from apps.audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEvent
+from apps.audit.review import enter_review_queue
 from apps.common import request_context
 
 MASK = "********"
@@ -85,6 +86,7 @@ def record(
         event.save(force_insert=True)
         head.last_hash = event.hash
         head.save(update_fields=["last_hash"])
+        enter_review_queue([event])
     return event
 
 
@@ -259,4 +261,5 @@ def record_many(drafts: list[EventDraft]) -> list[AuditEvent]:
         AuditEvent.objects.bulk_create(events)
         head.last_hash = prev_hash
         head.save(update_fields=["last_hash"])
+        enter_review_queue(events)
     return events

@@ -10,5 +10,6 @@ urlpatterns = [
     path("export.csv", views.export_csv, name="export-csv"),
     path("export.jsonl", views.export_jsonl, name="export-jsonl"),
     path("integrity/", views.chain, name="integrity"),
+    path("review/", views.review_queue, name="review"),
     path("users/<int:pk>/", views.user_history, name="user-history"),
 ]

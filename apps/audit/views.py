@@ -1,22 +1,26 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.accounts.access import require_permission
-from apps.audit import checkpoints, exports, reports
+from apps.audit import checkpoints, exports, reports, review
+from apps.audit.actions import COMMENT_MAX_LENGTH, ReviewRefused, do_review_event
 from apps.audit.filters import CURSOR, read_filters
 from apps.audit.history import HISTORY_LENGTH, USER_TYPE, changes_of
 from apps.audit.links import object_urls
-from apps.audit.models import AuditEvent
+from apps.audit.models import AuditEvent, ReviewItem
 from apps.audit.records import record, verify_chain
 from apps.common.http import PortalRequest
-from apps.common.paging import keyset_page
+from apps.common.paging import PAGE_SIZE, keyset_page
 from apps.incidents.figures import DEFAULT_PERIOD, PERIOD_CHOICES
 from apps.services.models import Service
 
@@ -29,7 +33,9 @@ def event_list(request: PortalRequest) -> HttpResponse:
     """Newest first, filtered by the URL, paged by sequence number (keyset). A filter with a
     value that cannot be used is dropped, and the page says which and why."""
     audit_filter = read_filters(request.GET)
-    page = keyset_page(request, audit_filter.events(), "seq", audit_filter.cleaned.get(CURSOR))
+    # One more than a page: keyset_page reads it to know whether an older page exists.
+    events = audit_filter.events(page_size=PAGE_SIZE + 1)
+    page = keyset_page(request, events, "seq", audit_filter.cleaned.get(CURSOR))
     urls = object_urls(page.rows)
     filters_query = audit_filter.query_string()
     suffix = f"?{filters_query}" if filters_query else ""
@@ -86,7 +92,7 @@ def export_jsonl(request: PortalRequest) -> StreamingHttpResponse:
     return _export(request, "jsonl")
 
 
-@require_permission("audit.view_auditevent")
+@require_permission("audit.verify_auditevent")
 @require_GET
 def chain(request: PortalRequest) -> HttpResponse:
     """Check the hash chain now and say whether it is intact, and whether it still matches
@@ -165,3 +171,60 @@ def report(request: PortalRequest) -> HttpResponse:
     if request.htmx and not request.htmx.boosted:
         return render(request, "audit/reports.html#report", context)
     return render(request, "audit/reports.html", context)
+
+
+def _review_context(request: PortalRequest, state: str, problems: list[str]) -> dict[str, Any]:
+    raw = request.GET.get(CURSOR, "")
+    cursor = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+    if raw and cursor is None:
+        problems.append(f'Page cursor "{raw[:60]}" ignored: not a page of this list.')
+    page = keyset_page(request, review.queue(state), "pk", cursor or None)
+    urls = object_urls([item.event for item in page.rows])
+    return {
+        "state": state,
+        "states": review.STATES,
+        "items": [(item, urls.get(item.event.seq, "")) for item in page.rows],
+        "next_query": page.next_query,
+        "paged": bool(cursor),
+        "problems": problems,
+        "unreviewed_count": review.queue(review.UNREVIEWED).count(),
+        "oldest": review.oldest_unreviewed(),
+        "comment_max_length": COMMENT_MAX_LENGTH,
+    }
+
+
+@require_permission("audit.review_auditevent")
+@require_http_methods(["GET", "POST"])
+def review_queue(request: PortalRequest) -> HttpResponse:
+    """Sensitive events (production restores, approvals, gate overrides, production scaled to
+    zero, audit exports, changes of roles) waiting for a manager's review, and those reviewed.
+    A POST marks one reviewed with a comment, itself an audit event."""
+    problems: list[str] = []
+    state = request.GET.get("state") or review.UNREVIEWED
+    if state not in review.STATES:
+        problems.append(f'List "{state[:60]}" ignored: it is "unreviewed" or "reviewed".')
+        state = review.UNREVIEWED
+    status = 200
+    if request.method == "POST":
+        raw = request.POST.get("item", "")
+        item = (
+            ReviewItem.objects.select_related("event").filter(pk=int(raw)).first()
+            if raw.isascii() and raw.isdigit() and len(raw) < 19
+            else None
+        )
+        try:
+            if item is None:
+                raise ReviewRefused("Choose an event of the queue to mark reviewed.")
+            do_review_event(request.user, item, request.POST.get("comment", ""))
+        except ReviewRefused as refused:
+            problems.append(str(refused))
+            status = 400
+        else:
+            done = f"Event #{item.event.seq} marked reviewed."
+            if not request.htmx:
+                messages.success(request, done)
+                return redirect(f"{reverse('audit:review')}?{urlencode({'state': state})}")
+    context = _review_context(request, state, problems)
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "audit/review.html#queue", context, status=status)
+    return render(request, "audit/review.html", context, status=status)

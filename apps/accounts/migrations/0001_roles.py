@@ -11,7 +11,7 @@ def create_roles(apps: Any, schema_editor: Any) -> None:
     create_permissions_now(apps)
     # Permissions that later migrations create are granted by those migrations.
     own = ("auth.", "operations.", "audit.")
-    later = {"operations.override_gate"}
+    later = {"operations.override_gate", "audit.review_auditevent", "audit.verify_auditevent"}
     for role, permissions in ROLE_PERMISSIONS.items():
         grant(apps, role, [p for p in permissions if p.startswith(own) and p not in later])
 
