@@ -101,7 +101,8 @@ def blocking_incidents(target: DeploymentTarget) -> list[Incident]:
 
 @gate.register_rule
 def open_incidents(target: DeploymentTarget, now: datetime, origin: str) -> list[str]:
-    from_incident = origins.origin_id(origin, ORIGIN_TYPE)
+    # Started from the incident, or from something within it (a runbook run's step).
+    from_incident = origins.within_id(origin, ORIGIN_TYPE)
     return [
         f"{incident.severity.key} incident #{incident.pk} \u201c{incident.title}\u201d is open "
         f"on {target.service.name}: start the change from the incident's page, or ask an "

@@ -16,7 +16,7 @@ from apps.runbooks.recognition import recognize
 from apps.services.models import Service
 
 Actor = User | AnonymousUser
-RESERVED_SLUGS = {"import"}  # a fixed path of runbooks/urls.py
+RESERVED_SLUGS = {"import", "runs"}  # fixed paths of runbooks/urls.py
 
 
 def _target(runbook: Runbook) -> AuditTarget:

@@ -4,7 +4,7 @@ what to register first."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
@@ -13,6 +13,8 @@ from django.urls import reverse
 
 from apps.backups.models import DatabaseTarget
 from apps.datastores.models import RedisTarget
+from apps.http_actions.matching import matching_actions
+from apps.http_actions.models import HttpAction
 from apps.operations.forms import PARAMS_PREFIX
 from apps.runbooks.recognition import Recognition
 from apps.services.models import DeploymentTarget, Service
@@ -72,6 +74,8 @@ class Binder:
     def bind(self, recognition: Recognition) -> Binding:
         binding = Binding(recognition)
         if not recognition.recognized:
+            if recognition.action.startswith("curl"):
+                return self._bind_http_action(recognition) or binding
             return binding
         kind_of_target = recognition.target.get("type")
         if kind_of_target in ("deployment", "namespace", "pod", "compose_service", "health_url"):
@@ -81,6 +85,34 @@ class Binder:
         elif kind_of_target == "redis":
             self._bind_redis(binding)
         return binding
+
+    @cached_property
+    def http_actions(self) -> list[HttpAction]:
+        return list(HttpAction.objects.for_page())
+
+    def _bind_http_action(self, recognition: Recognition) -> Binding | None:
+        """A curl call that an admin defined as a custom HTTP action (apps/http_actions):
+        recognized as that action's kind, with the values the command gives."""
+        matches = matching_actions(recognition.command, self.http_actions)
+        if self.service is not None:
+            own = [m for m in matches if m.action.service_id == self.service.pk]
+            matches = own or matches
+        if not matches:
+            return None
+        first = matches[0]
+        bound = replace(
+            recognition,
+            kind=first.action.kind_name,
+            target={"type": "http_action", "action": first.action.pk},
+            params=first.params,
+            ask=first.ask,
+            reason="",
+        )
+        links = [
+            Link(str(m.action), self._start(m.action.kind_name, m.action.pk, m.params))
+            for m in matches
+        ]
+        return Binding(bound, links)
 
     def _link(self, binding: Binding, label: str, pk: int, page: str) -> None:
         recognition = binding.recognition

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from markdown_it import MarkdownIt
-
 # Fences whose language says they are not shell: their lines are never commands.
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console", "zsh", "shell-session", "terminal"}
 
@@ -40,24 +38,115 @@ class Command:
     comments: tuple[str, ...] = field(default=())  # the "# …" lines just above it
 
 
-_PARSER = MarkdownIt("commonmark")
-# Only the blocks are wanted: the inline parse (emphasis, links…) is most of the work.
-_PARSER.core.ruler.disable("inline")
 _UNQUOTED = re.compile(r"['\"\\\\#\n]")
 _IN_DOUBLE = re.compile(r'["\\\\\n]')
 _IN_SINGLE = re.compile(r"['\n]")
 _WORD_BREAK = " \t;|&("
 
 
-def fenced_blocks(markdown: str) -> list[Block]:
-    """Every fenced code block of the document, also those nested in lists or quotes."""
-    blocks: list[Block] = []
-    for token in _PARSER.parse(markdown):
-        if token.type != "fence":
+_QUOTE_MARKER = re.compile(r" {0,3}> ?")
+_FENCE_OPEN = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+
+
+def _quote_depth(line: str) -> tuple[int, str]:
+    """How many ``>`` markers open the line, and the line without them."""
+    depth = 0
+    while True:
+        found = _QUOTE_MARKER.match(line)
+        if found is None:
+            return depth, line
+        depth += 1
+        line = line[found.end() :]
+
+
+_LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?: {1,4}(?=\S)| *$)")
+LOOK_BACK = 200
+
+
+def _item_offset(lines: list[str], index: int, indent: int, code: dict[int, int]) -> int:
+    """When the line ``index``, indented by ``indent``, continues a list item (the nearest
+    line above it that is less indented starts one), the column of the item's text; else 0."""
+    lazy = False  # in a paragraph that may have begun in an item
+    for number in range(index - 1, max(-1, index - 1 - LOOK_BACK), -1):
+        line = lines[number]
+        if number in code:
+            if lazy or not code[number]:
+                return 0  # a block at the margin, or one that ended the paragraph
             continue
-        language = (token.info or "").strip().split(maxsplit=1)[0:1]
-        line = token.map[0] + 1 if token.map else 0
-        blocks.append(Block(language[0].lower() if language else "", token.content, line))
+        if not line.strip():
+            if lazy:
+                return 0
+            continue
+        if _indent(line) >= indent and not lazy:
+            continue
+        item = _LIST_ITEM.match(line)
+        if item is None and (_QUOTE_MARKER.match(line) or _FENCE_OPEN.match(line)):
+            return 0  # a quote or a fence: not a paragraph of the item
+        if item is None:
+            lazy = True  # a paragraph's line: its first line decides
+            continue
+        offset = item.end() if line[item.end() :].strip() else len(line.rstrip()) + 1
+        return offset if indent >= offset else 0
+    return 0
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def fenced_blocks(markdown: str) -> list[Block]:
+    """Every fenced code block of the document, also those nested in lists or quotes.
+
+    A line-based reader of CommonMark's fences (a markdown-it parse of a 1 MB runbook takes
+    a second, most of it on blocks that are not code): an opening fence of three or more
+    backticks or tildes at any indentation, its lines stripped of that indentation, closed by
+    a fence of the same character at least as long, by the end of the quote it opened in,
+    by a line back at the margin when it was indented (its list item ended), or by the end
+    of the text. tests/runbooks/test_commands.py holds it to markdown-it's blocks."""
+    blocks: list[Block] = []
+    lines = markdown.expandtabs(4).split("\n")
+    ends_line = bool(lines) and not lines[-1]
+    if ends_line:
+        lines.pop()  # the end of the last line, not a line
+    number = 0
+    total = len(lines)
+    code: dict[int, int] = {}  # line index → the item offset of the block holding it
+    while number < total:
+        depth, line = _quote_depth(lines[number])
+        opening = _FENCE_OPEN.match(line)
+        number += 1
+        if opening is None:
+            continue
+        fence, info = opening["fence"], opening["info"]
+        if fence[0] == "`" and "`" in info:
+            continue  # an inline code span, not a fence
+        indent = len(opening["indent"])
+        start = number  # 1-based line of the opening fence
+        item_offset = _item_offset(lines, number - 1, indent, code) if indent else 0
+        content: list[str] = []
+        closed = False
+        while number < total:
+            inner_depth, inner = _quote_depth(lines[number]) if depth else (0, lines[number])
+            if inner_depth < depth:
+                break  # the quote ended
+            if item_offset and inner.strip() and _indent(inner) < item_offset:
+                break  # back at the margin: the list item ended
+            number += 1
+            stripped = inner.strip()
+            if (
+                _indent(inner) < indent + 4
+                and stripped.startswith(fence[0] * len(fence))
+                and not stripped.strip(fence[0])
+            ):
+                closed = True
+                break
+            content.append(inner[min(indent, _indent(inner)) :])
+        words = info.strip().split(maxsplit=1)[0:1]
+        text = "".join(f"{line}\n" for line in content)
+        if number >= total and not ends_line and content and not closed:
+            text = text[:-1]  # unclosed at the end of a text without a final newline
+        blocks.append(Block(words[0].lower() if words else "", text, start))
+        code.update(dict.fromkeys(range(start - 1, number), item_offset))
     return blocks
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 
+from apps.incidents.models import Incident
 from apps.runbooks.models import MAX_SOURCE_CHARS
 from apps.services.models import Service
 
@@ -59,3 +60,33 @@ class ImportForm(SourceForm):
         help_text="Leave empty for a runbook about no one service.",
     )
     field_order = ["title", "service", "file", "text"]
+
+
+class StartRunForm(forms.Form):
+    """Which section to run and, optionally, the open incident it is run for."""
+
+    section = forms.CharField(widget=forms.HiddenInput, max_length=220)
+    incident = forms.ModelChoiceField(
+        label="For incident",
+        queryset=Incident.objects.open().order_by("-pk"),
+        required=False,
+        empty_label="No incident",
+        help_text="The run and each of its steps are written into the incident's timeline.",
+    )
+
+
+class StepForm(forms.Form):
+    note = forms.CharField(
+        label="Note",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 1}),
+    )
+
+
+class StopRunForm(forms.Form):
+    reason = forms.CharField(
+        label="Why stop here",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )

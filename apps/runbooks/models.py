@@ -80,3 +80,96 @@ class RunbookVersion(models.Model):
     @staticmethod
     def digest(source: str) -> str:
         return hashlib.sha256(source.encode()).hexdigest()
+
+
+class RunState(models.TextChoices):
+    OPEN = "open", "In progress"
+    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped"
+
+
+class StepState(models.TextChoices):
+    PENDING = "pending", "To do"
+    RUNNING = "running", "Operation started"
+    FAILED = "failed", "Operation failed"
+    DONE = "done", "Done"
+    SKIPPED = "skipped", "Skipped"
+
+
+FINISHED_STEP_STATES = [StepState.DONE, StepState.SKIPPED]
+
+
+class RunbookRun(models.Model):
+    """A guided run of one section of a runbook version: its steps, ticked one by one or
+    done through the portal's operations; left and resumed at will, until completed or
+    stopped. Started from an incident, it writes into the incident's timeline."""
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey(RunbookVersion, on_delete=models.PROTECT, related_name="runs")
+    anchor = models.CharField(max_length=220)
+    title = models.CharField(max_length=300)
+    incident = models.ForeignKey(
+        "incidents.Incident",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runbook_runs",
+    )
+    state = models.CharField(max_length=20, choices=RunState.choices, default=RunState.OPEN)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["state", "-started_at"], name="runbook_run_state")]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk}: {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("runbooks:run", args=[self.pk])
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == RunState.OPEN
+
+
+class RunStep(models.Model):
+    """One step of a run, numbered from 1, with the commands fenced in it."""
+
+    run = models.ForeignKey(RunbookRun, on_delete=models.CASCADE, related_name="steps")
+    number = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10)  # "step", "check" or "command" (procedures.py)
+    text = models.TextField()
+    details = models.JSONField(default=list, blank=True)
+    commands = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=10, choices=StepState.choices, default=StepState.PENDING)
+    note = models.TextField(blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    done_at = models.DateTimeField(null=True, blank=True)
+    operation = models.ForeignKey(
+        "operations.Operation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="one_run_step_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"Step {self.number} of run #{self.run_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED_STEP_STATES

@@ -5,12 +5,13 @@ from elsewhere, and each shell block as a list of commands with their portal but
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import nh3
 from django.template.loader import get_template
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -20,6 +21,7 @@ from mdit_py_plugins.tasklists import tasklists_plugin
 
 from apps.runbooks.binding import Binder, Binding
 from apps.runbooks.commands import SHELL_LANGUAGES, Command, split_commands
+from apps.runbooks.procedures import runnable_anchors
 from apps.runbooks.recognition import recognize
 
 ALLOWED_TAGS = {
@@ -82,20 +84,50 @@ def _parser() -> MarkdownIt:
 _PARSER = _parser()
 
 
+def _marker_tokens(marker: str) -> list[Token]:
+    """A paragraph holding only ``marker``, replaced after sanitizing by the portal's markup:
+    the text cannot forge the nonce in it."""
+    text = Token("text", "", 0, content=marker)
+    return [
+        Token("paragraph_open", "p", 1),
+        Token("inline", "", 0, content=marker, children=[text]),
+        Token("paragraph_close", "p", -1),
+    ]
+
+
 def _language(token: Token) -> str:
     words = (token.info or "").strip().split(maxsplit=1)
     return words[0].lower() if words else ""
 
 
-def render_runbook(markdown: str, binder: Binder) -> Rendered:
+def parse(markdown: str) -> list[Token]:
+    """The tokens of ``markdown`` as the page renders them (headings with their anchors)."""
+    return _PARSER.parse(markdown)
+
+
+def render_runbook(
+    markdown: str, binder: Binder, start_link: Callable[[str], str] | None = None
+) -> Rendered:
     """Render ``markdown``: sanitized HTML in which each shell block is replaced, after
-    sanitizing, by the portal's own markup of its commands."""
+    sanitizing, by the portal's own markup of its commands; with ``start_link`` (a section's
+    anchor → the URL that starts a guided run of it), each heading with steps gets a
+    "Start this procedure" button."""
     nonce = secrets.token_hex(8)
     blocks: dict[str, list[CommandView]] = {}
+    starts: dict[str, str] = {}
     rendered = Rendered(mark_safe(""))
     tokens: list[Token] = []
     parsed = _PARSER.parse(markdown)
+    runnable = runnable_anchors(parsed) if start_link else set()
     for index, token in enumerate(parsed):
+        if token.type == "heading_close" and start_link is not None:
+            anchor = str(parsed[index - 2].attrGet("id"))
+            tokens.append(token)
+            if anchor in runnable:
+                marker = f"runbook-start-{nonce}-{index}"
+                starts[marker] = start_link(anchor)
+                tokens += _marker_tokens(marker)
+            continue
         if token.type == "heading_open" and index + 1 < len(parsed):
             rendered.toc.append(
                 Heading(int(token.tag[1]), parsed[index + 1].content, str(token.attrGet("id")))
@@ -112,12 +144,7 @@ def render_runbook(markdown: str, binder: Binder) -> Rendered:
         blocks[marker] = views
         rendered.commands.extend(views)
         # Replaced by the block's markup after sanitizing: the text cannot forge the nonce.
-        text = Token("text", "", 0, content=marker)
-        tokens += [
-            Token("paragraph_open", "p", 1),
-            Token("inline", "", 0, content=marker, children=[text]),
-            Token("paragraph_close", "p", -1),
-        ]
+        tokens += _marker_tokens(marker)
     html = _PARSER.renderer.render(tokens, _PARSER.options, {})
     html = nh3.clean(
         html,
@@ -129,5 +156,12 @@ def render_runbook(markdown: str, binder: Binder) -> Rendered:
     template = get_template("runbooks/_block.html")
     for marker, views in blocks.items():
         html = html.replace(f"<p>{marker}</p>", template.render({"commands": views}), 1)
+    for marker, url in starts.items():
+        button = format_html(
+            '<p class="runbook-start"><a class="btn btn-sm btn-outline-success" href="{}">'
+            '<i class="bi bi-list-check" aria-hidden="true"></i> Start this procedure</a></p>',
+            url,
+        )
+        html = html.replace(f"<p>{marker}</p>", button, 1)
     rendered.html = mark_safe(html)  # sanitized above; the blocks are our own escaped markup
     return rendered

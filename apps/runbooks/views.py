@@ -4,6 +4,7 @@ rendered with its commands' portal buttons, its versions with a diff, and its co
 from __future__ import annotations
 
 import difflib
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse
@@ -18,7 +19,7 @@ from apps.runbooks import actions
 from apps.runbooks.binding import Binder
 from apps.runbooks.coverage import coverage_of
 from apps.runbooks.forms import ImportForm, SourceForm
-from apps.runbooks.models import Runbook, RunbookVersion
+from apps.runbooks.models import Runbook, RunbookVersion, RunState
 from apps.runbooks.rendering import render_runbook
 
 MAX_DIFF_LINES = 2000
@@ -38,7 +39,13 @@ def _runbook(slug: str) -> Runbook:
 def runbook_list(request: PortalRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:200]
     runbooks = Runbook.objects.search(query).select_related("service", "current")
-    context = {"runbooks": runbooks, "query": query}
+    incident = request.GET.get("incident", "")
+    # Coming from an incident: the runbooks' procedures are started for it.
+    context = {
+        "runbooks": runbooks,
+        "query": query,
+        "incident": incident if incident.isdigit() and len(incident) <= 12 else "",
+    }
     if request.htmx and not request.htmx.boosted:
         return render(request, "runbooks/list.html#results", context)
     return render(request, "runbooks/list.html", context)
@@ -94,12 +101,22 @@ def runbook_reimport(request: PortalRequest, slug: str) -> HttpResponse:
 def runbook_detail(request: PortalRequest, slug: str) -> HttpResponse:
     runbook = _runbook(slug)
     assert runbook.current is not None
-    rendered = render_runbook(runbook.current.source, Binder(runbook.service))
+    start_link = None
+    incident = request.GET.get("incident", "")
+    if request.user.has_perm("runbooks.add_runbookrun"):
+        start_url = reverse("runbooks:run-start", args=[runbook.slug])
+        extra = {"incident": incident} if incident.isdigit() else {}
+
+        def start_link(anchor: str) -> str:
+            return f"{start_url}?{urlencode({'section': anchor, **extra})}"
+
+    rendered = render_runbook(runbook.current.source, Binder(runbook.service), start_link)
     context = {
         "runbook": runbook,
         "version": runbook.current,
         "rendered": rendered,
         "recognized": sum(1 for c in rendered.commands if c.binding.recognition.recognized),
+        "open_runs": runbook.runs.filter(state=RunState.OPEN).select_related("started_by")[:10],
     }
     return render(request, "runbooks/detail.html", context)
 
