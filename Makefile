@@ -23,6 +23,7 @@ demo: install
 	mkdir -p var && test -s $(KUBE_TOKEN) || $(PY) -c 'import secrets; print(secrets.token_urlsafe(32))' > $(KUBE_TOKEN)
 	DEBUG=true $(PY) manage.py seed_services_demo --url http://127.0.0.1:$(KUBE_PORT) --token "$$(cat $(KUBE_TOKEN))"
 	DEBUG=true $(PY) manage.py seed_status_demo
+	DEBUG=true $(PY) manage.py register_portal_database
 	@echo
 	@echo "OpsPortal is starting at http://127.0.0.1:$(PORT)/  (web, worker, beat and the Kubernetes API emulator on port $(KUBE_PORT); Ctrl-C stops them all)"
 	@echo

@@ -46,6 +46,7 @@ BENCHMARKS = [
     "datastores",
     "metrics",
     "runbooks",
+    "backups",
 ]
 
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=BENCHMARKS,
         help="run one benchmark",
     )
+    parser.add_argument("--backup-mb", type=int, default=1024, help="size of the backups' database")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsportal.settings")
@@ -137,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import runbooks
 
         print(runbooks.render(runbooks.measure(client, operator)), flush=True)
+    if args.only in (None, "backups"):
+        from bench import backups
+
+        print(backups.render(backups.measure(operator, args.backup_mb)), flush=True)
 
     empty_operations_table()
     print(

@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "apps.maintenance",
     "apps.metrics",
     "apps.runbooks",
+    "apps.http_actions",
 ]
 
 MIDDLEWARE = [
@@ -390,6 +391,11 @@ CELERY_BEAT_SCHEDULE = {
     "start-due-test-restores": {
         "task": "apps.backups.tasks.start_due_test_restores",
         "schedule": crontab(minute=41),  # hourly: a new target's first proof comes soon
+    },
+    # Scheduled backups (each due time claimed once) and backup freshness alerts.
+    "tick-backups": {
+        "task": "apps.backups.tasks.tick_backups",
+        "schedule": crontab(),  # every minute
     },
     # Acknowledgement deadlines and overdue updates (a SEV-1 has 5 minutes to be acknowledged).
     "watch-incidents": {

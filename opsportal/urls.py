@@ -20,6 +20,7 @@ urlpatterns = [
     path("incidents/", include("apps.incidents.urls")),
     path("maintenance/", include("apps.maintenance.urls")),
     path("runbooks/", include("apps.runbooks.urls")),
+    path("http-actions/", include("apps.http_actions.urls")),
     # /metrics/connection/, /services/<id>/metrics/, /alerts/, /api/alertmanager/.
     path("", include("apps.metrics.urls")),
     # /status/ (the public status page, no login) and /status.json.

@@ -191,6 +191,11 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         "GET": signed_in(403, 403, 403, 405),
         "POST": signed_in(403, 403, 403, 302),
     },
+    # Admins download a backup (its object missing here: back to the target with why).
+    "backups:backup-download": {
+        "GET": signed_in(403, 403, 403, 302),
+        "POST": signed_in(403, 403, 403, 405),
+    },
     # The datastore consoles: everyone with a role reads them (the catalog's targets are on
     # ports nothing listens on, so the pages say "Unreachable"); admins manage Redis targets.
     **{
@@ -219,9 +224,15 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         "GET": signed_in(403, 403, 403, 405),
         "POST": signed_in(403, 403, 403, 302),
     },
+    # Checking the chain is the admins' (issue 8: "an admin page").
     "audit:integrity": {
+        "GET": signed_in(403, 403, 403, 200),
+        "POST": signed_in(403, 403, 403, 405),
+    },
+    # The review queue: managers hold the viewer role; an empty POST names no event (400).
+    "audit:review": {
         "GET": signed_in(403, 200, 200, 200),
-        "POST": signed_in(403, 405, 405, 405),
+        "POST": signed_in(403, 400, 400, 400),
     },
     # The history of one user (what they did, what was done to the account): admins only.
     "audit:user-history": {
@@ -372,6 +383,35 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
         }
         for name in ("import", "reimport")
     },
+    # Guided runs: every role reads them; operators start and work them. Without a section the
+    # start page says so (400); an empty stop is refused with a message, an empty tick is fine.
+    **{
+        f"runbooks:{name}": {
+            "GET": signed_in(403, 200, 200, 200),
+            "POST": signed_in(403, 405, 405, 405),
+        }
+        for name in ("runs", "run")
+    },
+    "runbooks:run-start": {
+        "GET": signed_in(403, 403, 400, 400),
+        "POST": signed_in(403, 403, 400, 400),
+    },
+    **{
+        f"runbooks:{name}": {
+            "GET": signed_in(403, 403, 405, 405),
+            "POST": signed_in(403, 403, 302, 302),
+        }
+        for name in ("run-stop", "run-step")
+    },
+    # Custom HTTP actions: admins define them (an empty form is a 400); running one is the
+    # operations engine's start page.
+    **{
+        f"http_actions:{name}": {
+            "GET": signed_in(403, 403, 403, 200),
+            "POST": signed_in(403, 403, 403, 400),
+        }
+        for name in ("create", "edit")
+    },
     # Alerts (apps/metrics/alert_views.py): viewers read, operators acknowledge and silence,
     # admins switch a service's automatic incidents; an empty silence POST is a form error.
     "metrics:alerts": {"GET": signed_in(403, 200, 200, 200), "POST": signed_in(403, 405, 405, 405)},
@@ -438,13 +478,20 @@ def _maintenance_objects(user: Any, service: Service) -> dict[str, dict[str, obj
 
 
 def _runbook_objects(user: Any) -> dict[str, dict[str, object]]:
-    """A runbook with one version."""
+    """A runbook with one version, and a run of another's one-step section."""
     from apps.runbooks.actions import do_import_runbook
+    from apps.runbooks.runs import do_start_run
 
     runbook = do_import_runbook(user, title="perm-runbook", service=None, source="# x")
+    steps = do_import_runbook(user, title="perm-steps", service=None, source="## s\n\n1. a\n")
+    run = do_start_run(user, steps, "s-s")
     return {
-        f"runbooks:{name}": {"slug": runbook.slug}
-        for name in ("detail", "versions", "coverage", "reimport")
+        **{
+            f"runbooks:{name}": {"slug": runbook.slug}
+            for name in ("detail", "versions", "coverage", "reimport", "run-start")
+        },
+        **{f"runbooks:{name}": {"pk": run.pk} for name in ("run", "run-stop")},
+        "runbooks:run-step": {"pk": run.steps.get().pk},
     }
 
 
@@ -535,11 +582,24 @@ def _restore_objects(database: DatabaseTarget) -> dict[str, dict[str, object]]:
         IntegrityCheck.objects.create(target=database, name=name, sql="SELECT 1", min_value=1)
         for name in ("perm-check", "perm-doomed")
     )
+    local = BackupStorage.objects.create(
+        name="perm-local", kind="local", directory=str(settings.BACKUP_DIR)
+    )
+    download = Backup.objects.create(
+        target=database,
+        storage=local,
+        key="perm/download.dump",
+        state="succeeded",
+        size_bytes=1,
+        sha256="0" * 64,
+        finished_at=timezone.now(),
+    )
     return {
         "backups:backup-restore": {"pk": backup.pk},
         "backups:check-create": {"pk": database.pk},
         "backups:check-edit": {"pk": kept.pk},
         "backups:check-delete": {"pk": doomed.pk},
+        "backups:backup-download": {"pk": download.pk},
     }
 
 
@@ -552,6 +612,20 @@ def _datastore_objects() -> dict[str, dict[str, object]]:
         f"datastores:{name}": {"pk": redis_target.pk}
         for name in ("redis", "redis-edit", "redis-check")
     }
+
+
+def _http_action(service: Service) -> Any:
+    from apps.http_actions.models import HttpAction
+
+    environment = Environment.objects.get(slug="perm-env")
+    return HttpAction.objects.create(
+        service=service,
+        environment=environment,
+        name="perm-action",
+        url_template="https://perm.example.com/jobs/{id}",
+        parameters=[{"name": "id", "type": "integer", "pattern": ""}],
+        expected_statuses=[200],
+    )
 
 
 def _url_names(patterns: list[Any], namespace: str = "") -> list[tuple[str, URLPattern]]:
@@ -652,6 +726,8 @@ def test_each_persona_gets_the_expected_outcome_everywhere(persona: str, db: Non
         "incidents:policy_edit": {"pk": EscalationPolicy.objects.get(is_default=True).pk},
         **_maintenance_objects(requester, catalog.service),
         **_alert_objects(requester, catalog.service),
+        "http_actions:create": {"slug": catalog.service.slug},
+        "http_actions:edit": {"pk": _http_action(catalog.service).pk},
         **_runbook_objects(requester),
     }
     mismatches = []

@@ -20,6 +20,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: [
         "operations.view_operation",
         "audit.view_auditevent",
+        "audit.review_auditevent",
         "services.view_service",
         "backups.view_backup",
         "datastores.view_datastore",
@@ -28,6 +29,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "metrics.view_metricdefinition",
         "metrics.view_alert",
         "runbooks.view_runbook",
+        "runbooks.view_runbookrun",
     ],
     OPERATOR: [
         "operations.run_operation",
@@ -38,11 +40,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "metrics.change_alert",
         "metrics.add_silence",
         "metrics.change_silence",
+        "runbooks.add_runbookrun",
+        "runbooks.change_runbookrun",
     ],
     ADMIN: [
         "operations.run_destructive_operation",
         "operations.approve_operation",
         "operations.override_gate",
+        "audit.verify_auditevent",
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",
@@ -80,6 +85,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "metrics.change_servicealerting",
         "runbooks.add_runbook",
         "runbooks.change_runbook",
+        "http_actions.add_httpaction",
+        "http_actions.change_httpaction",
     ],
 }
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.audit.choices import Outcome
 from apps.audit.records import AuditTarget, record
-from apps.maintenance import communication, recurrence
+from apps.maintenance import alert_suppression, communication, recurrence
 from apps.maintenance.choices import OccurrenceState, StageKind, StepKind, WindowState
 from apps.maintenance.models import ChecklistStep, Occurrence, Stage, StageOutcome, Window
 from apps.operations.actions import OperationRefused, do_start_operation
@@ -435,7 +435,8 @@ def do_start_occurrence(actor: User | None, occurrence: Occurrence) -> Occurrenc
 
 def do_end_occurrence(actor: User | None, occurrence: Occurrence) -> Occurrence:
     """End an occurrence, on time (the beat) or early: completed, the "completed" stage due
-    now, maintenance mode switched off, the next occurrences planned."""
+    now, the alerts it suppressed let go, maintenance mode switched off, the next
+    occurrences planned."""
     window = occurrence.window
     if actor is not None and not actor.has_perm("maintenance.change_window"):
         raise _refuse(actor, window, "Your role cannot end maintenance windows.")
@@ -456,6 +457,7 @@ def do_end_occurrence(actor: User | None, occurrence: Occurrence) -> Occurrence:
                 due_at=now
             )
         occurrence.save(update_fields=["state", "ended_at", "end_at"])
+        released = alert_suppression.release_alerts(occurrence)
         if window.maintenance_mode:
             _switch_maintenance_mode(occurrence, actor or window.owner, on=False)
         materialise(window, now)
@@ -467,7 +469,7 @@ def do_end_occurrence(actor: User | None, occurrence: Occurrence) -> Occurrence:
             actor=actor,
             actor_label=communication.BEAT_ACTOR,
             target=_target(window),
-            data={"occurrence": occurrence.pk, "early": early},
+            data={"occurrence": occurrence.pk, "early": early, "alerts_released": released},
         )
     return occurrence
 

@@ -8,7 +8,9 @@ ready:
   gate changes;
 - the services dashboard shows a "Maintenance" badge on targets in a running window;
 - the status page shows the public components under a running window as "Under
-  maintenance".
+  maintenance";
+- alerts of the services under a running window are recorded as suppressed, naming it
+  (alert_suppression.py; their release at the end is part of ending an occurrence).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from datetime import datetime, timedelta
 
 from django.db.models import Exists, OuterRef, Q
 
+from apps.maintenance.alert_suppression import window_in_progress
 from apps.maintenance.choices import OccurrenceState
 from apps.maintenance.models import Occurrence, Window
+from apps.metrics.alerts import register_suppressor
 from apps.operations import origins
 from apps.services import badges, gate
 from apps.services.models import DeploymentTarget
@@ -171,3 +175,4 @@ def maintenance_spans(
 
 
 register_status_source("maintenance", maintenance_spans)
+register_suppressor(window_in_progress)

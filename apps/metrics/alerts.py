@@ -8,10 +8,15 @@ Alertmanager receiver. Both are idempotent, so a replayed notification changes n
   entry and audit record, and a replay finds nothing to resolve.
 
 A firing alert under an active silence is marked suppressed (as of when it was last seen):
-it opens no incident and tells no one (apps.metrics.incident_link decides the rest)."""
+it opens no incident and tells no one (apps.metrics.incident_link decides the rest). Other
+apps suppress alerts too, without this app knowing them: a function registered with
+``register_suppressor`` (the maintenance windows register theirs) names what covers an
+alert's service and target now, and ``release_suppressed`` lets the alerts it covered go when
+that ends (a critical one still firing then opens or joins its incident)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
@@ -34,6 +39,32 @@ from apps.services.models import DeploymentTarget, Service
 ALERT_TYPE = "metrics.alert"
 NAME_MAX = 200
 MAX_SILENCE = timedelta(days=30)
+
+
+# (service, target, now) → a sentence naming what suppresses that service's alerts on that
+# target now ("Maintenance #3 “Database upgrade” in progress"), or None. It runs inside
+# fire()'s transaction before the alert row is locked, and may lock its own rows so that
+# its end (which calls release_suppressed) waits for the alert being recorded.
+Suppressor = Callable[[Service | None, DeploymentTarget | None, datetime], str | None]
+
+_SUPPRESSORS: list[Suppressor] = []
+
+
+def register_suppressor(suppressor: Suppressor) -> Suppressor:
+    if suppressor not in _SUPPRESSORS:
+        _SUPPRESSORS.append(suppressor)
+    return suppressor
+
+
+def suppressed_by(
+    service: Service | None, target: DeploymentTarget | None, now: datetime
+) -> str | None:
+    """What (other than a silence) suppresses alerts of ``service`` on ``target`` now."""
+    for suppressor in _SUPPRESSORS:
+        reason = suppressor(service, target, now)
+        if reason:
+            return reason
+    return None
 
 
 def audit_target(alert: Alert) -> AuditTarget:
@@ -71,6 +102,7 @@ def fire(
     now = now or timezone.now()
     name = (name or fingerprint)[:NAME_MAX]
     with transaction.atomic():
+        covered_by = suppressed_by(service, target, now)
         alert = _firing(source, fingerprint)
         if alert is None:
             replayed = (
@@ -95,7 +127,7 @@ def fire(
                         started_at=started_at,
                         received_at=now,
                         last_seen_at=now,
-                        suppressed=is_silenced(source, fingerprint, now),
+                        suppressed=bool(covered_by) or is_silenced(source, fingerprint, now),
                     )
                     alert.save(force_insert=True)
             except IntegrityError:
@@ -103,7 +135,7 @@ def fire(
                 alert = _firing(source, fingerprint)
                 if alert is None:
                     raise
-                _update(alert, service, target, name, severity, summary, labels, now)
+                _update(alert, service, target, name, severity, summary, labels, now, covered_by)
             else:
                 record(
                     "alert.fired",
@@ -117,10 +149,11 @@ def fire(
                         "service": service.slug if service else None,
                         "target": target.pk if target else None,
                         "suppressed": alert.suppressed,
+                        "suppressed_by": covered_by,
                     },
                 )
         else:
-            _update(alert, service, target, name, severity, summary, labels, now)
+            _update(alert, service, target, name, severity, summary, labels, now, covered_by)
         incident_link.link(alert)
     return alert
 
@@ -134,10 +167,12 @@ def _update(
     summary: str,
     labels: dict[str, str],
     now: datetime,
+    covered_by: str | None = None,
 ) -> None:
     """A repeat of a firing alert: it is still on; its severity or text may have changed
-    (the evaluator fires warning, then critical, under one fingerprint), and a silence may
-    have started or ended since it was last seen."""
+    (the evaluator fires warning, then critical, under one fingerprint), and a silence (or
+    what ``covered_by`` names) may have started or ended since it was last seen."""
+    was_suppressed = alert.suppressed
     alert.service = service or alert.service
     alert.target = target or alert.target
     alert.name = name
@@ -146,7 +181,7 @@ def _update(
     alert.labels = labels
     alert.last_seen_at = now
     alert.times_seen += 1
-    alert.suppressed = is_silenced(alert.source, alert.fingerprint, now)
+    alert.suppressed = bool(covered_by) or is_silenced(alert.source, alert.fingerprint, now)
     alert.save(
         update_fields=[
             "suppressed",
@@ -160,6 +195,53 @@ def _update(
             "times_seen",
         ]
     )
+    if covered_by and not was_suppressed:
+        record(
+            "alert.suppressed",
+            actor=None,
+            actor_label=alert.source,
+            target=audit_target(alert),
+            reason=covered_by,
+            data={"severity": alert.severity, "suppressed_by": covered_by},
+        )
+
+
+def release_suppressed(service_ids: Iterable[int], reason: str) -> list[Alert]:
+    """What suppressed the alerts of these services has ended (``reason`` says what, e.g.
+    "Maintenance #3 ended"): each of their firing suppressed alerts that nothing covers any
+    more (no silence, no suppressor) stops being suppressed and, when critical on a
+    production target with the service's switch on, opens or joins its incident, as it
+    would have without the suppression. Returns the alerts let go. Runs in the caller's
+    transaction; every firing alert of the services is locked, whatever its flag, so that
+    one being recorded as suppressed right now is seen once it is."""
+    now = timezone.now()
+    released: list[Alert] = []
+    with transaction.atomic():
+        rows = (
+            Alert.objects.firing()
+            .filter(service_id__in=list(service_ids))
+            .select_for_update(of=("self",))
+            .select_related("service", "target__environment")
+            .order_by("pk")
+        )
+        for alert in rows:
+            if not alert.suppressed or is_silenced(alert.source, alert.fingerprint, now):
+                continue
+            if suppressed_by(alert.service, alert.target, now):
+                continue
+            alert.suppressed = False
+            alert.save(update_fields=["suppressed"])
+            record(
+                "alert.unsuppressed",
+                actor=None,
+                actor_label=alert.source,
+                target=audit_target(alert),
+                reason=reason,
+                data={"severity": alert.severity},
+            )
+            incident_link.link(alert)
+            released.append(alert)
+    return released
 
 
 def resolve(*, source: str, fingerprint: str, ended_at: datetime) -> Alert | None:
@@ -282,8 +364,14 @@ def do_lift_silence(actor: User, silence: Silence) -> Silence:
                 target=audit_target(silence.alert),
                 data={"silence": silence.pk},
             )
+            # Asked before the alert is locked, in the order fire() asks (see Suppressor).
+            covered_by = suppressed_by(silence.alert.service, silence.alert.target, timezone.now())
             alert = _firing(silence.source, silence.fingerprint)
-            if alert is not None and not is_silenced(alert.source, alert.fingerprint):
+            if (
+                alert is not None
+                and not covered_by
+                and not is_silenced(alert.source, alert.fingerprint)
+            ):
                 if alert.suppressed:
                     alert.suppressed = False
                     alert.save(update_fields=["suppressed"])

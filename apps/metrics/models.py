@@ -226,6 +226,7 @@ class AlertSeverity(models.TextChoices):
 class AlertSource(models.TextChoices):
     METRICS = "metrics", "Portal metrics"
     ALERTMANAGER = "alertmanager", "Alertmanager"
+    BACKUPS = "backups", "Backup freshness"
 
 
 class AlertQuerySet(models.QuerySet["Alert"]):

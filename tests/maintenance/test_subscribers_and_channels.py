@@ -261,7 +261,8 @@ def test_the_test_message_button_reaches_my_inbox_and_the_webhook(
 def test_the_status_page_section_lists_announced_and_running_windows_escaped(
     operator: Any, shop: StatusComponent
 ) -> None:
-    """The tag is ready for the status page (not inserted yet: see maintenance_public)."""
+    """The status page's section (tests/statuspage/test_maintenance_section.py has it on the
+    page itself)."""
     page = Template("{% load maintenance_public %}{% maintenance_notices %}")
     window = _window_on(shop.service, NOW + timedelta(days=10), owner=operator, message=HTML)
     announce = Stage.objects.get(occurrence__window=window, kind=StageKind.ANNOUNCE)
