@@ -169,6 +169,10 @@ def test_the_csv_export_carries_the_scope(catalog: dict[str, Any], viewer: Any) 
     assert actions == ["services.target.updated"]
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="the per-object union is PostgreSQL's; SQLite takes one plain condition",
+)
 def test_a_page_looks_each_object_up_in_its_own_index_range(catalog: dict[str, Any]) -> None:
     cleaned = read_filters(QueryDict("service=api")).cleaned
     with CaptureQueriesContext(connection) as captured:
