@@ -9,11 +9,14 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.common.crypto import UnreadableSecret
@@ -95,6 +98,31 @@ def message(incident: Incident, event: EntryKind, entry: TimelineEntry | None) -
     return subject, "\n".join(lines)
 
 
+# Who else hears of an incident's public updates, with the footer of each one's message (an
+# unsubscribe link): the status page's subscribers, which apps.maintenance registers.
+PublicAudience = Callable[[Incident], list[tuple[str, str]]]
+_public_audiences: list[PublicAudience] = []
+
+
+def register_public_audience(audience: PublicAudience) -> PublicAudience:
+    _public_audiences.append(audience)
+    return audience
+
+
+def public_message(incident: Incident, entry: TimelineEntry) -> tuple[str, str]:
+    """A public update as the status page says it: nothing internal (no commander, no
+    portal link), for people outside the team."""
+    what = "Resolved" if incident.state == IncidentState.RESOLVED else "Update"
+    subject = f"[Status] {what}: {incident.title}"[:300]
+    lines = [entry.current_status or entry.text]
+    if entry.next_steps:
+        lines.append(f"Next steps: {entry.next_steps}")
+    if entry.eta:
+        lines.append(f"ETA: {entry.eta}")
+    lines.append(f"{settings.PORTAL_BASE_URL}{reverse('statuspage:page')}")
+    return subject, "\n".join(lines)
+
+
 def notify(
     incident: Incident,
     event: EntryKind,
@@ -119,6 +147,23 @@ def notify(
             else []
         )
     ]
+    if entry is not None and entry.is_public:
+        told = {row.recipient for row in rows}
+        public_subject, public_body = public_message(incident, entry)
+        for audience in _public_audiences:
+            for address, footer in audience(incident):
+                if address not in told:
+                    told.add(address)
+                    rows.append(
+                        Notification(
+                            incident=incident,
+                            event=event,
+                            channel=Channel.EMAIL,
+                            recipient=address,
+                            subject=public_subject,
+                            body=public_body + footer,
+                        )
+                    )
     if incident.policy is not None and incident.policy.webhook_url_encrypted:
         rows.append(
             Notification(

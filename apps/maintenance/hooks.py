@@ -10,7 +10,8 @@ ready:
 - the status page shows the public components under a running window as "Under
   maintenance";
 - alerts of the services under a running window are recorded as suppressed, naming it
-  (alert_suppression.py; their release at the end is part of ending an occurrence).
+  (alert_suppression.py; their release at the end is part of ending an occurrence);
+- the status page's subscribers get the public updates of incidents on their components.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from datetime import datetime, timedelta
 
 from django.db.models import Exists, OuterRef, Q
 
+from apps.incidents.notifications import register_public_audience
 from apps.maintenance.alert_suppression import window_in_progress
 from apps.maintenance.choices import OccurrenceState
 from apps.maintenance.models import Occurrence, Window
+from apps.maintenance.subscriptions import incident_audience
 from apps.metrics.alerts import register_suppressor
 from apps.operations import origins
 from apps.services import badges, gate
@@ -176,3 +179,4 @@ def maintenance_spans(
 
 register_status_source("maintenance", maintenance_spans)
 register_suppressor(window_in_progress)
+register_public_audience(incident_audience)

@@ -1,6 +1,6 @@
 """Subscriptions to the status page by email: double opt-in, one-click unsubscribe, and who
-hears of what (``audience``). The incidents feature reads the same rows through
-``addresses_for_services``.
+hears of what (``audience``). An incident's public updates go to the same rows
+(``incident_audience``, registered with the incidents' notifications).
 
 Every change is audited with no person as actor (the public is anonymous); a request never
 says whether an address was subscribed already (no way to learn who is on the list)."""
@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.records import AuditTarget, record
+from apps.incidents.models import Incident
 from apps.maintenance.models import Subscriber, Window
 from apps.statuspage.models import StatusComponent
 
@@ -166,13 +167,23 @@ def audience(windows: Iterable[Window]) -> Audience:
     return result
 
 
-def addresses_for_services(service_ids: Iterable[int]) -> list[str]:
+def subscribers_for_services(service_ids: Iterable[int]) -> list[Subscriber]:
     """The confirmed subscribers who follow any of these services' public components (or
-    all components): for the incidents' notices."""
+    all components): the incidents' public updates go to them."""
     services = list(service_ids)
     if not StatusComponent.objects.filter(service_id__in=services).exists():
         return []
-    rows = Subscriber.objects.confirmed().filter(
-        Q(all_components=True) | Q(components__service_id__in=services)
+    return list(
+        Subscriber.objects.confirmed()
+        .filter(Q(all_components=True) | Q(components__service_id__in=services))
+        .distinct()
     )
-    return sorted(set(rows.values_list("email", flat=True)))
+
+
+def incident_audience(incident: Incident) -> list[tuple[str, str]]:
+    """Each subscriber of the incident's services, with their own unsubscribe link."""
+    service_ids = incident.services.values_list("pk", flat=True)
+    return [
+        (subscriber.email, f"\n\nUnsubscribe: {unsubscribe_url(subscriber)}")
+        for subscriber in subscribers_for_services(service_ids)
+    ]

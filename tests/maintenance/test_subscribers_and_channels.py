@@ -19,12 +19,16 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEvent
 from apps.audit.records import verify_chain
+from apps.incidents.actions import do_post_update
+from apps.incidents.choices import Visibility
+from apps.incidents.models import Notification
 from apps.maintenance import beat
 from apps.maintenance.choices import StageKind
 from apps.maintenance.models import Stage, StageOutcome, Subscriber
 from apps.services.models import Environment, Service
 from apps.statuspage.models import StatusComponent
 from tests.conftest import client_for
+from tests.factories import make_incident
 from tests.maintenance.helpers import schedule
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -317,3 +321,36 @@ def test_a_tick_costs_the_same_queries_for_one_message_or_twenty(
     one = tick_with(1)
     twenty = tick_with(20)
     assert twenty == one, (one, twenty)
+
+
+def test_an_incidents_public_updates_reach_its_components_subscribers_only(
+    operator: Any, shop: StatusComponent, search: StatusComponent, subscribe: Subscribe
+) -> None:
+    everything = subscribe("all@example.org", scope="all")
+    shop_only = subscribe("shop@example.org", scope="chosen", components=[shop.pk])
+    subscribe("search@example.org", scope="chosen", components=[search.pk])
+    incident = make_incident(operator, "SEV-2", services=[shop.service], title="Checkout down")
+
+    do_post_update(operator, incident, visibility=Visibility.INTERNAL, current_status="Pool")
+    assert not Notification.objects.filter(recipient__endswith="@example.org").exists()
+
+    do_post_update(
+        operator,
+        incident,
+        visibility=Visibility.PUBLIC,
+        current_status="Checkout is failing for some customers.",
+        eta="30 minutes",
+    )
+    notices = {
+        notice.recipient: notice
+        for notice in Notification.objects.filter(recipient__endswith="@example.org")
+    }
+    assert set(notices) == {"all@example.org", "shop@example.org"}
+    for subscriber in (everything, shop_only):
+        notice = notices[subscriber.email]
+        assert notice.subject == "[Status] Update: Checkout down"
+        assert "Checkout is failing for some customers." in notice.body
+        assert "ETA: 30 minutes" in notice.body
+        assert f"/maintenance/unsubscribe/{subscriber.token}/" in notice.body
+        # Nothing internal goes outside: no commander, no link into the portal.
+        assert "Commander" not in notice.body and f"/incidents/{incident.pk}/" not in notice.body
