@@ -221,7 +221,7 @@ class S3Writer:
     def _part_size(self) -> int:
         return self.base_part_size * (1 + len(self.parts) // 1000)
 
-    def _upload(self, data: bytes | bytearray) -> None:
+    def _upload(self, data: bytes) -> None:
         number = len(self.parts) + 1
         try:
             answer = self.client.upload_part(
@@ -229,7 +229,7 @@ class S3Writer:
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=number,
-                Body=bytes(data),
+                Body=data,
             )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(describe_s3_error(exc, f"take part {number}")) from None
@@ -238,13 +238,17 @@ class S3Writer:
     def write(self, data: bytes) -> None:
         self.buffer += data
         while len(self.buffer) >= (size := self._part_size()):
-            self._upload(self.buffer[:size])
+            # One copy of the part, taken out of the buffer before it is sent: the worker's
+            # memory then holds the part once, not the buffer, a slice and its bytes.
+            with memoryview(self.buffer) as view:
+                part = bytes(view[:size])
             del self.buffer[:size]
+            self._upload(part)
 
     def commit(self) -> None:
         if self.buffer or not self.parts:
-            self._upload(self.buffer)
-            self.buffer = bytearray()
+            part, self.buffer = bytes(self.buffer), bytearray()
+            self._upload(part)
         try:
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
