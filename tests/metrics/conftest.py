@@ -4,7 +4,7 @@ and helpers that write a service's HTTP traffic with a known error rate and late
 
 `prometheus(data)` (function-scoped factory) starts a server on `data` and stops it after
 the test; `prometheus_session(name, build)` starts one per name for the whole session, for
-modules that share their data. Both skip when the prometheus package is not installed."""
+modules that share their data."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from apps.metrics.models import PrometheusConnection
 from apps.services.choices import ClusterAccess
 from apps.services.models import Cluster, DeploymentTarget, Environment, Service
-from tests.support.prometheus import OpenMetrics, PrometheusServer, available
+from tests.support.prometheus import OpenMetrics, PrometheusServer
 
 # Series are written from T0 on, every STEP seconds; tests evaluate at T0 + minutes.
 T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
@@ -76,9 +76,6 @@ def write_http(
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Callable[[OpenMetrics], PrometheusServer]]:
-    why = available()
-    if why:
-        pytest.skip(why)
     started: list[PrometheusServer] = []
 
     def start(data: OpenMetrics) -> PrometheusServer:
@@ -98,9 +95,6 @@ _SESSION_SERVERS: dict[str, PrometheusServer] = {}
 def prometheus_session(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[[str, Callable[[], OpenMetrics]], PrometheusServer]]:
-    why = available()
-    if why:
-        pytest.skip(why)
 
     def start(name: str, build: Callable[[], OpenMetrics]) -> PrometheusServer:
         if name not in _SESSION_SERVERS:

@@ -30,12 +30,12 @@ LabelSet = tuple[tuple[str, str], ...]
 PROMTOOL = "promtool"
 
 
-def available() -> str | None:
-    """Why a real Prometheus cannot be run here, or None when it can."""
+def _require_binaries() -> None:
+    """`make test` installs the prometheus package (scripts/services.sh): without it the
+    metrics tests fail saying so, rather than skip and pass for nothing."""
     for binary in (PROMETHEUS, PROMTOOL):
         if shutil.which(binary) is None:
-            return f"`{binary}` is not installed (scripts/services.sh installs it)"
-    return None
+            raise RuntimeError(f"`{binary}` is not installed (scripts/services.sh installs it)")
 
 
 @dataclass
@@ -103,6 +103,7 @@ class PrometheusServer:
     ) -> PrometheusServer:
         """Load `data` and start Prometheus on it; `web_config` is the text of a
         --web.config.file (basic auth users, TLS) when a test needs one."""
+        _require_binaries()
         directory.mkdir(parents=True, exist_ok=True)
         storage = directory / "tsdb"
         source = directory / "series.om"
