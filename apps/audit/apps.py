@@ -7,8 +7,3 @@ class AuditConfig(AppConfig):
     name = "apps.audit"
     label = "audit"
     verbose_name = "Audit trail"
-
-    def ready(self) -> None:
-        from apps.audit.links import register_model_pages
-
-        register_model_pages()

@@ -44,20 +44,6 @@ def model_links(model_label: str) -> Lookup:
     return lookup
 
 
-# Kinds of object whose app does not register its pages itself: their audit rows link to
-# them too. An app that registers its own later (its ready() runs after this app's) wins.
-MODEL_PAGES = {
-    "maintenance.window": "maintenance.Window",
-    "backups.target": "backups.DatabaseTarget",
-}
-
-
-def register_model_pages() -> None:
-    for target_type, model_label in MODEL_PAGES.items():
-        if apps.is_installed(f"apps.{model_label.split('.')[0]}"):
-            LOOKUPS.setdefault(target_type, model_links(model_label))
-
-
 def _as_pk(value: str | int | None) -> int | None:
     """An object id as the audit row stored it (text), or None when it cannot be a primary key;
     a non-number would make the lookup raise, a huge one overflow the database."""
