@@ -310,7 +310,10 @@ BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
 BACKUP_LOCAL_ROOTS = env_list("BACKUP_LOCAL_ROOTS", [str(BACKUP_DIR)])
 # S3 multipart part size; parts grow by this much every 1000 parts (S3 allows 10,000).
 BACKUP_S3_PART_SIZE_MB = env_int("BACKUP_S3_PART_SIZE_MB", 8, minimum=8)
-BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 3, minimum=1)
+# zstd level of the dumps. 1 compresses Python source 4.6 % worse than pg_dump's gzip -6 at
+# ten times its speed; 3 is 7 % better on such text but seven times slower than 1 on text of
+# random characters (1.1 s against 0.16 s for 200 MiB), for no gain there.
+BACKUP_ZSTD_LEVEL = env_int("BACKUP_ZSTD_LEVEL", 1, minimum=1)
 # The exact row counts taken at the start of a backup stop after this (statement_timeout).
 BACKUP_COUNT_TIMEOUT_SECONDS = env_int("BACKUP_COUNT_TIMEOUT_SECONDS", 300, minimum=1)
 BACKUP_TIME_LIMIT_SECONDS = env_int("BACKUP_TIME_LIMIT_SECONDS", 6 * 3600, minimum=60)

@@ -126,6 +126,8 @@ def store_head(storage: Any, checkpoint: AuditCheckpoint) -> None:
                 extra = {
                     "ObjectLockMode": "COMPLIANCE",
                     "ObjectLockRetainUntilDate": timezone.now() + timedelta(days=days),
+                    # S3 takes a locked object only with a checksum of its body.
+                    "ChecksumAlgorithm": "SHA256",
                 }
             try:
                 client.put_object(

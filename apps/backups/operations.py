@@ -43,6 +43,7 @@ from apps.backups.restores import (
     Phase,
     RestoreFailed,
     check_database_name,
+    restore_jobs,
     run_pg_restore,
     scratch_database,
     scratch_server,
@@ -563,7 +564,7 @@ def _restore_command(target: Target, params: dict[str, Any]) -> str:
             shlex.join(["pg_dump", "--format=custom", *connection, "-d", destination.database])
             + " | zstd > safety.dump.zst"
         )
-    jobs = f"--jobs={settings.BACKUP_RESTORE_JOBS}"
+    jobs = f"--jobs={restore_jobs(len(backup.row_counts))}"
     restore = ["pg_restore", "--clean", "--if-exists", "--no-owner", jobs, *connection]
     lines.append(shlex.join([*restore, "-d", destination.database, "backup.dump"]))
     return "\n".join(lines)
@@ -595,12 +596,12 @@ def _test_restore_command(target: Target, params: dict[str, Any]) -> str:
     connection = " ".join(shlex.quote(part) for part in _connection_args(server))
     scratch = f"{SCRATCH_PREFIX}<random>"
     lines = _fetch_lines(backup) if backup else []
+    jobs = restore_jobs(len(backup.row_counts)) if backup else settings.BACKUP_RESTORE_JOBS
     return "\n".join(
         [
             f"createdb {connection} {scratch}",
             *lines,
-            f"pg_restore --no-owner --jobs={settings.BACKUP_RESTORE_JOBS} {connection} "
-            f"-d {scratch} backup.dump",
+            f"pg_restore --no-owner --jobs={jobs} {connection} -d {scratch} backup.dump",
             f"psql {connection} -d {scratch} -c 'SELECT count(*) FROM …'   # every table, "
             "and each check",
             f"dropdb --force {connection} {scratch}",

@@ -28,6 +28,7 @@ from tests.backups.conftest import (
     stored_bytes,
     table_rows,
 )
+from tests.conftest import client_for
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
@@ -93,6 +94,12 @@ def test_it_backs_up_to_s3_and_the_dump_restores_every_row(
         "operation.queued",
         "operation.succeeded",
     ]
+    # A database target has no environment, and the storage was left to the target's own.
+    client = client_for(operator)
+    form = client.get(f"/operations/start/backups.backup/?target={target.pk}").content.decode()
+    assert "Target: <a" in form and " in <strong></strong>" not in form
+    page = client.get(operation.get_absolute_url()).content.decode()
+    assert "storage=None" not in page
 
 
 def test_it_backs_up_to_a_directory_and_the_dump_restores_every_row(

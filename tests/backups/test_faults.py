@@ -30,6 +30,7 @@ from tests.backups.conftest import (
     open_multipart_uploads,
 )
 from tests.backups.test_backup_operation import back_up
+from tests.support.waiting import wait_for
 
 
 def closed_port() -> int:
@@ -203,15 +204,40 @@ def test_pg_dump_failing_aborts_the_multipart_upload_and_shows_its_words(
 def test_an_aborted_upload_leaves_no_part_behind(db: None, s3: Any, s3_endpoint: str) -> None:
     """Parts already sent (a 9 MiB stream: one full 8 MiB part) are dropped with the upload."""
     backend = S3Backend(make_s3_storage(s3_endpoint))
-    writer = backend.open_writer("db/x/2026/01/x_20260101_000000.dump")
+    key = "db/x/2026/01/x_20260101_000000.dump"
+    writer = backend.open_writer(key)
     writer.write(os.urandom(9 * 1024 * 1024))
-    assert len(writer.parts) == 1
-    assert len(open_multipart_uploads(s3)) == 1
+    [upload] = open_multipart_uploads(s3)
+    wait_for(
+        lambda: (
+            len(s3.list_parts(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"]).get("Parts", []))
+            == 1
+        ),
+        timeout=30,
+        what="the full part to reach S3",
+    )
 
     writer.abort()
 
     assert open_multipart_uploads(s3) == []
-    assert not backend.exists("db/x/2026/01/x_20260101_000000.dump")
+    assert not backend.exists(key)
+
+
+def test_an_upload_aborted_while_a_part_is_on_its_way_leaves_nothing(
+    db: None, s3: Any, s3_endpoint: str
+) -> None:
+    """Parts are sent by their own thread: an abort right behind a full part waits for it
+    instead of leaving it to arrive for an upload that no longer exists."""
+    backend = S3Backend(make_s3_storage(s3_endpoint))
+    key = "db/x/2026/01/x_20260101_000002.dump"
+    writer = backend.open_writer(key)
+    writer.write(os.urandom(17 * 1024 * 1024))
+
+    writer.abort()
+
+    assert writer.sending is None
+    assert open_multipart_uploads(s3) == []
+    assert not backend.exists(key)
 
 
 def test_a_committed_upload_of_several_parts_reads_back_the_same(

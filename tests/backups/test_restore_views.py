@@ -18,6 +18,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.backups.choices import BackupState, RestoreKind, RestoreState
 from apps.backups.models import Backup, DatabaseTarget, IntegrityCheck, RestoreRun
+from apps.backups.restores import restore_jobs
 from apps.operations.models import Operation
 from tests.backups.conftest import Server, make_local_storage, make_target
 from tests.backups.test_restore_input import add_backup
@@ -136,8 +137,9 @@ def test_the_restore_form_asks_for_the_name_and_confirms_with_the_command(
     assert "sha256sum --check" in content
     assert "zstd -d backup.dump.zst -o backup.dump" in content
     assert f"pg_dump --format=custom -h {target.host}" in content
+    # One table in the backup: one job (see restore_jobs).
     assert (
-        f"pg_restore --clean --if-exists --no-owner --jobs=4 -h {target.host} "
+        f"pg_restore --clean --if-exists --no-owner --jobs=1 -h {target.host} "
         f"-p {target.port} -U {target.user} -d {target.database} backup.dump"
     ) in content
     assert "btn-danger" in content and " autofocus>Go back</a>" in content
@@ -309,3 +311,9 @@ def test_operators_and_viewers_cannot_touch_checks(
         assert client.get(f"/backups/checks/{check.pk}/edit/").status_code == 403
         assert client.post(f"/backups/checks/{check.pk}/delete/").status_code == 403
     assert IntegrityCheck.objects.count() == 1
+
+
+@pytest.mark.parametrize(("tables", "jobs"), [(0, 1), (1, 1), (3, 3), (4, 4), (40, 4)])
+def test_pg_restore_runs_no_more_jobs_than_tables(settings: Any, tables: int, jobs: int) -> None:
+    settings.BACKUP_RESTORE_JOBS = 4
+    assert restore_jobs(tables) == jobs
