@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, EmptyResultSet
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Lookup, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -227,20 +227,65 @@ def _seq_ceiling(end: datetime) -> int:
     return after if after is not None else MAX_BIGINT
 
 
-# Up to this many operations of a kind, their ids go into the query as a list: PostgreSQL
-# then reads the seq index backwards and checks each row against a hash of the ids (7 ms for
-# a deep page at 1,000,000 events), where a subquery makes it probe the operations table row
-# by row (120 ms). Beyond it (and well inside SQLite's limit on parameters), a subquery.
+class AnyOf(Lookup):  # type: ignore[type-arg]
+    """``operation_id__any_of=[ids]``: on PostgreSQL ``= ANY(%s)`` with the ids as one array
+    parameter, one value to bind and plan where IN has one per id (for 10,000 ids: 21 ms against
+    40 ms, 8 of them planning); elsewhere IN."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        lhs, params = self.process_lhs(compiler, connection)
+        ids = [int(value) for value in self.rhs]
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s::bigint[])", (*params, ids)
+        if not ids:
+            raise EmptyResultSet
+        return f"{lhs} IN ({', '.join(['%s'] * len(ids))})", (*params, *ids)
+
+
+AuditEvent._meta.get_field("operation_id").register_lookup(AnyOf)
+
+# Up to this many operations of a kind, their ids go into the query as a list (and a page reads
+# their events through the (operation_id, seq) index: see _newest_of_operations); beyond it, a
+# subquery, and a page walks the seq index.
 KIND_IDS_INLINE = 10_000
 
 
-def _of_kind(events: AuditEventQuerySet, kind: str) -> AuditEventQuerySet:
-    """The events of the operations of ``kind``: requested, approved, finished, refused."""
+def _operations_of_kind(kind: str) -> list[int] | None:
+    """The ids of the operations of ``kind``, or None when there are too many to list."""
     operations = Operation.objects.filter(kind=kind).order_by()
     ids = list(operations.values_list("pk", flat=True)[: KIND_IDS_INLINE + 1])
-    if len(ids) <= KIND_IDS_INLINE:
-        return events.filter(operation_id__in=ids)
-    return events.filter(operation_id__in=operations.values("pk"))
+    return ids if len(ids) <= KIND_IDS_INLINE else None
+
+
+def _of_kind(events: AuditEventQuerySet, kind: str, ids: list[int] | None) -> AuditEventQuerySet:
+    """The events of the operations of ``kind``: requested, approved, finished, refused."""
+    if ids is not None:
+        return events.filter(operation_id__any_of=ids)
+    return events.filter(operation_id__in=Operation.objects.filter(kind=kind).values("pk"))
+
+
+def _newest_of_operations(
+    events: AuditEventQuerySet, cursor: int | None, size: int
+) -> AuditEventQuerySet:
+    """The newest ``size`` events (below ``cursor``) of a listed set of operations, for a page.
+
+    In newest-first order PostgreSQL walks the seq index backwards and tests each row against
+    the list: fast when the operations' events are common, a walk of most of the table when
+    they are rare or old (a kind with one event in a thousand: p95 102 ms for its first page at
+    1,000,000 events). Ordered by ``seq + 0`` instead, which no index serves, it reads the
+    events of the listed operations (at most KIND_IDS_INLINE) from the (operation_id, seq)
+    index and keeps the newest: a cost that grows with the kind, never with the table. The
+    seqs found make the page's query, which need not repeat the list."""
+    below = events.filter(seq__lt=cursor) if cursor else events
+    newest = list(
+        below.annotate(seq_unindexed=F("seq") + 0)
+        .order_by("-seq_unindexed")
+        .values_list("seq", flat=True)[:size]
+    )
+    return AuditEvent.objects.newest_first().filter(seq__in=newest)
 
 
 # The objects an event can be about that belong to a service or an environment, by the
@@ -388,8 +433,10 @@ def filtered_events(cleaned: dict[str, Any], page_size: int | None = None) -> Qu
         events = events.filter(target_id=target_id)
     if operation := cleaned.get("operation"):
         events = events.filter(operation_id=operation)
+    kind_ids = None
     if kind := cleaned.get("kind"):
-        events = _of_kind(events, kind)
+        kind_ids = _operations_of_kind(kind)
+        events = _of_kind(events, kind, kind_ids)
     since, until = cleaned.get("since"), cleaned.get("until")
     if since and until and since > until:
         return events.none()
@@ -403,12 +450,14 @@ def filtered_events(cleaned: dict[str, Any], page_size: int | None = None) -> Qu
         events = events.filter(created_at__lt=end, seq__lt=_seq_ceiling(end))
     if text := cleaned.get("q"):
         events = events.filter(Q(target_label__icontains=text) | Q(reason__icontains=text))
-    # Last: a page's lookup per object carries every other filter.
+    # Last: a page's lookup per object or operation carries every other filter.
     if (objects := objects_about(cleaned)) is not None:
         if page_size is None:
             events = _about(events, objects)
         else:
             events = _newest_about(events, objects, cleaned.get(CURSOR), page_size)
+    elif kind_ids is not None and page_size is not None:
+        events = _newest_of_operations(events, cleaned.get(CURSOR), page_size)
     return events
 
 

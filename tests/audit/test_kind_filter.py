@@ -93,3 +93,35 @@ def test_many_operations_of_a_kind_are_matched_by_a_subquery(
     monkeypatch.setattr("apps.audit.filters.KIND_IDS_INLINE", 1)
     assert shown(client_for(viewer).get("/audit/?kind=backups.restore")) == inline
     assert len(inline) == 6
+
+
+def pages_of(viewer: Any, query: str) -> list[list[int]]:
+    """The seqs of every page of ``query``, following the "older" links."""
+    client, pages, url = client_for(viewer), [], f"/audit/?{query}"
+    while url:
+        response = client.get(url)
+        pages.append([event.seq for event in response.context["events"]])
+        url = f"/audit/?{response.context['next_query']}" if response.context["next_query"] else ""
+    return pages
+
+
+def test_a_kind_pages_newest_first_through_more_than_a_page(
+    viewer: Any, restores: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of a kind reads the events of its operations and sorts them (not the newest
+    rows of the whole history, tested one by one): the pages hold the same events in the
+    same order either way."""
+    target = AuditTarget("backups.target", "1", "orders")
+    for _ in range(30):
+        operation = make_operation(viewer, kind="backups.restore", state=State.SUCCEEDED)
+        record("operation.queued", actor=viewer, target=target, operation_id=operation.pk)
+        record("auth.login", actor=viewer)  # other events between them
+        record("operation.succeeded", actor=viewer, target=target, operation_id=operation.pk)
+
+    pages = pages_of(viewer, "kind=backups.restore")
+
+    seqs = [seq for page in pages for seq in page]
+    assert [len(page) for page in pages] == [50, 16]  # 30 * 2 new, 3 * 2 from the fixture
+    assert seqs == sorted(seqs, reverse=True)
+    monkeypatch.setattr("apps.audit.filters.KIND_IDS_INLINE", 1)
+    assert pages_of(viewer, "kind=backups.restore") == pages
