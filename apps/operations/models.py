@@ -157,6 +157,12 @@ class Operation(models.Model):
         )
 
     @property
+    def params_given(self) -> dict[str, Any]:
+        """The parameters as the operation's page lists them: one left to its default (None,
+        e.g. a backup into the target's own storage) says nothing there."""
+        return {name: value for name, value in self.params.items() if value is not None}
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None:
             return None
