@@ -18,6 +18,10 @@ from apps.audit.models import GENESIS_HASH
 from tests.factories import make_user
 from tests.support.worker import Worker
 
+# The browser fixtures (headless Chromium on the live server), for the browser tests of every
+# directory.
+pytest_plugins = ["tests.support.browser"]
+
 
 def _flush_with_audit_triggers_off(original: Any) -> Any:
     """Between transactional tests Django empties every table. The audit table refuses that,

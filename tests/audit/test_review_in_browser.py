@@ -13,28 +13,16 @@ from playwright.sync_api import Page, expect
 from apps.accounts.roles import ADMIN, VIEWER
 from apps.audit.models import AuditEvent
 from apps.audit.records import AuditTarget, record
-from tests.browser.conftest import (  # noqa: F401  (fixtures of the browser tests)
-    PageProblems,
-    browser,
-    page,
-    page_problems,
-    plain_static_files,
-    screenshot_dir,
-)
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.factories import make_operation, make_user
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_manager_clears_the_review_queue(
-    page: Page,  # noqa: F811
-    page_problems: PageProblems,  # noqa: F811
-    screenshot_dir: Path,  # noqa: F811
+    page: Page,
+    page_problems: PageProblems,
+    screenshot_dir: Path,
 ) -> None:
     rita = make_user("rita-dba", ADMIN)
     make_user("mona-manager", VIEWER)

@@ -22,30 +22,18 @@ from tests.backups.conftest import (  # noqa: F401 (fixtures)
     make_target,
     pg_server,
 )
-from tests.browser.conftest import (  # noqa: F401 (fixtures)
-    PageProblems,
-    browser,
-    page,
-    page_problems,
-    plain_static_files,
-    screenshot_dir,
-)
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.factories import make_user
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_history_chart_freshness_and_prune_confirmation(
-    page: Page,  # noqa: F811
-    page_problems: PageProblems,  # noqa: F811
+    page: Page,
+    page_problems: PageProblems,
     pg_server: Server,  # noqa: F811
     backup_dir: Path,  # noqa: F811
-    screenshot_dir: Path,  # noqa: F811
+    screenshot_dir: Path,
 ) -> None:
     storage = make_local_storage(backup_dir, name="nightly-dir")
     orders = make_target(pg_server, "postgres", storage, name="Orders DB")

@@ -20,13 +20,8 @@ from apps.backups.models import BackupStorage, DatabaseTarget
 from apps.operations.choices import State
 from apps.operations.models import Operation, OperationLogLine
 from tests.audit.test_exports import parse_csv
-from tests.browser.conftest import PageProblems
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.factories import make_operation, make_user
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

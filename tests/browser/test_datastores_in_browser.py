@@ -15,12 +15,6 @@ from playwright.sync_api import Page, expect
 from apps.accounts.roles import ADMIN
 from apps.backups.models import DatabaseTarget
 from apps.datastores.models import RedisTarget
-from tests.browser.conftest import PageProblems
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.datastores.conftest import (  # noqa: F401 (fixtures)
     Blocked,
     blocked,
@@ -30,6 +24,7 @@ from tests.datastores.conftest import (  # noqa: F401 (fixtures)
     redis_target,
 )
 from tests.factories import PASSWORD, make_user
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

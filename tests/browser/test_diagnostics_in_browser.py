@@ -17,57 +17,14 @@ from apps.accounts.roles import OPERATOR
 from apps.audit.models import AuditEvent
 from apps.operations.choices import State
 from apps.operations.models import Operation
-from tests.browser.conftest import PageProblems
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_user
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # The worker pauses 1 s before each of three checks; polls come every 2 s.
 OPERATION_TIMEOUT_MS = 60_000
-
-
-def sign_in(page: Page, username: str) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name=f"Good to see you, {username}")).to_be_visible()
-
-
-def save_screenshot(page: Page, path: Path) -> None:
-    # Animations off: a button caught mid-transition (the autofocused "Go back") looks broken.
-    page.screenshot(path=path, full_page=True, animations="disabled")
-
-
-def assert_assets_applied(page: Page) -> None:
-    """The stylesheets, the icon font and the scripts really arrived and took effect: a page
-    can render its HTML perfectly and still be unusable without them."""
-    # The scripts are deferred: they have run only once the document has loaded.
-    page.wait_for_load_state("load")
-    applied = page.evaluate(
-        """async () => {
-          await document.fonts.ready;
-          const root = getComputedStyle(document.documentElement);
-          const banner = document.querySelector(".env-banner");
-          return {
-            bootstrap: root.getPropertyValue("--bs-primary").trim(),
-            appCss: banner ? getComputedStyle(banner).paddingLeft : null,
-            iconFont: [...document.fonts].some(
-              (font) => font.family.includes("bootstrap-icons") && font.status === "loaded"
-            ),
-            htmx: typeof window.htmx === "object",
-            bootstrapJs: typeof window.bootstrap === "object",
-          };
-        }"""
-    )
-    assert applied == {
-        "bootstrap": "#0d6efd",
-        "appCss": "16px",
-        "iconFont": True,
-        "htmx": True,
-        "bootstrapJs": True,
-    }, applied
 
 
 def test_it_runs_diagnostics_from_the_browser_and_shows_it_live_and_audited(

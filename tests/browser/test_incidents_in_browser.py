@@ -20,14 +20,9 @@ from apps.operations.choices import State
 from apps.operations.models import Operation
 from apps.services.cluster import KubeDeployment
 from apps.statuspage.models import StatusComponent
-from tests.browser.conftest import PageProblems
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.factories import ensure_incident_defaults, make_user
 from tests.services.conftest import Catalog, catalog, kube  # noqa: F401 (fixtures)
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -22,15 +22,10 @@ from apps.metrics import evaluator
 from apps.metrics.models import PrometheusConnection
 from apps.operations.choices import State
 from apps.services.models import TARGET_TYPE, DeploymentTarget, Environment, Service
-from tests.browser.conftest import PageProblems
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.factories import make_operation, make_user
 from tests.metrics.test_verification import STEP, write_service
 from tests.services.conftest import make_cluster
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 from tests.support.prometheus import OpenMetrics, PrometheusServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -21,14 +21,9 @@ from apps.operations.choices import State
 from apps.operations.models import Operation
 from apps.runbooks.models import RunbookRun, StepState
 from apps.services.models import DeploymentTarget, Environment, Service
-from tests.browser.conftest import PageProblems
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.factories import make_incident, make_user
 from tests.services.conftest import kube, make_cluster  # noqa: F401 (fixtures)
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.worker import Worker
 

@@ -16,14 +16,9 @@ from apps.accounts.roles import OPERATOR, VIEWER
 from apps.audit.models import AuditEvent
 from apps.operations.choices import State
 from apps.operations.models import Operation
-from tests.browser.conftest import PageProblems
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.factories import make_user
 from tests.services.conftest import IMAGE_V1, Catalog, catalog, kube  # noqa: F401 (fixtures)
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

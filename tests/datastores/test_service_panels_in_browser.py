@@ -15,33 +15,21 @@ from apps.accounts.roles import VIEWER
 from apps.backups.models import DatabaseTarget
 from apps.datastores.models import RedisTarget
 from apps.services.models import Service
-from tests.browser.conftest import (  # noqa: F401 (fixtures)
-    PageProblems,
-    browser,
-    page,
-    page_problems,
-    plain_static_files,
-    screenshot_dir,
-)
-from tests.browser.test_diagnostics_in_browser import (
-    assert_assets_applied,
-    save_screenshot,
-    sign_in,
-)
 from tests.datastores.conftest import Blocked
 from tests.factories import make_user
+from tests.support.browser import PageProblems, assert_assets_applied, save_screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_viewer_reads_the_datastore_panels_on_the_service_page(
-    page: Page,  # noqa: F811
-    page_problems: PageProblems,  # noqa: F811
+    page: Page,
+    page_problems: PageProblems,
     database_target: DatabaseTarget,
     blocked: Blocked,
     redis_target: RedisTarget,
     redis_db: redis.Redis,
-    screenshot_dir: Path,  # noqa: F811
+    screenshot_dir: Path,
 ) -> None:
     service = Service.objects.create(name="Orders", slug="orders", team="payments")
     database_target.service = service

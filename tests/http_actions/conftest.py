@@ -49,13 +49,3 @@ def make_action(
     action.set_token(token)
     action.save()
     return action
-
-
-# The browser test's fixtures (headless Chromium on the live server), shared with tests/browser.
-from tests.browser.conftest import (  # noqa: E402, F401
-    browser,
-    page,
-    page_problems,
-    plain_static_files,
-    screenshot_dir,
-)

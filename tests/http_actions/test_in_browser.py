@@ -12,11 +12,10 @@ from playwright.sync_api import Page, expect
 
 from apps.accounts.roles import OPERATOR
 from apps.services.models import Environment, Service
-from tests.browser.conftest import PageProblems
-from tests.browser.test_diagnostics_in_browser import save_screenshot, sign_in
 from tests.factories import make_user
 from tests.http_actions.api_server import AdminApi
 from tests.http_actions.conftest import TOKEN, make_action
+from tests.support.browser import PageProblems, save_screenshot, sign_in
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -1,5 +1,7 @@
-"""Headless Chromium (the distribution's, driven by Playwright for Python) against pytest-django's
-live server. Nothing is downloaded: `executable_path` points at the installed browser.
+"""The browser tests' fixtures and helpers, for every test directory (a pytest plugin named in
+tests/conftest.py): headless Chromium (the distribution's, driven by Playwright for Python)
+against pytest-django's live server. Nothing is downloaded: `executable_path` points at the
+installed browser.
 
 Every page a test opens reports what went wrong in it (console errors, uncaught exceptions,
 Content-Security-Policy violations, failed requests), so that a test can assert a clean page."""
@@ -20,8 +22,11 @@ from playwright.sync_api import (
     Page,
     Request,
     Response,
+    expect,
     sync_playwright,
 )
+
+from tests.factories import PASSWORD
 
 CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
@@ -140,3 +145,46 @@ def screenshot_dir() -> Path:
     directory = Path(django_settings.VAR_DIR) / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def sign_in(page: Page, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name=f"Good to see you, {username}")).to_be_visible()
+
+
+def save_screenshot(page: Page, path: Path) -> None:
+    # Animations off: a button caught mid-transition (the autofocused "Go back") looks broken.
+    page.screenshot(path=path, full_page=True, animations="disabled")
+
+
+def assert_assets_applied(page: Page) -> None:
+    """The stylesheets, the icon font and the scripts really arrived and took effect: a page
+    can render its HTML perfectly and still be unusable without them."""
+    # The scripts are deferred: they have run only once the document has loaded.
+    page.wait_for_load_state("load")
+    applied = page.evaluate(
+        """async () => {
+          await document.fonts.ready;
+          const root = getComputedStyle(document.documentElement);
+          const banner = document.querySelector(".env-banner");
+          return {
+            bootstrap: root.getPropertyValue("--bs-primary").trim(),
+            appCss: banner ? getComputedStyle(banner).paddingLeft : null,
+            iconFont: [...document.fonts].some(
+              (font) => font.family.includes("bootstrap-icons") && font.status === "loaded"
+            ),
+            htmx: typeof window.htmx === "object",
+            bootstrapJs: typeof window.bootstrap === "object",
+          };
+        }"""
+    )
+    assert applied == {
+        "bootstrap": "#0d6efd",
+        "appCss": "16px",
+        "iconFont": True,
+        "htmx": True,
+        "bootstrapJs": True,
+    }, applied
