@@ -370,9 +370,12 @@ def _command(target: Target, params: dict[str, Any]) -> str:
     return f"aws s3 sync{endpoint} {source} {destination}"
 
 
+SYNC_KIND = "backups.sync_objects"
+RESTORE_OBJECTS_KIND = "backups.restore_objects"
+
 register(
     OperationKind(
-        name="backups.sync_objects",
+        name=SYNC_KIND,
         icon="cloud-arrow-up",
         label="Back up a bucket",
         description="Server-side copies of a bucket (or a prefix) into a backup bucket or "
@@ -389,7 +392,7 @@ register(
 
 register(
     OperationKind(
-        name="backups.restore_objects",
+        name=RESTORE_OBJECTS_KIND,
         icon="cloud-arrow-down",
         label="Restore a bucket",
         description="Server-side copies from a bucket backup back into a bucket: the objects "

@@ -30,6 +30,7 @@ from apps.backups.models import (
 )
 from apps.backups.pruning import PRUNE_KIND
 from apps.backups.storage import StorageError
+from apps.backups.sync import RESTORE_OBJECTS_KIND, SYNC_KIND
 from apps.common.editing import edit_page
 from apps.common.http import PortalRequest
 from apps.common.paging import keyset_page
@@ -252,7 +253,15 @@ def check_delete(request: PortalRequest, pk: int) -> HttpResponse:
 @require_permission("backups.view_backup")
 @require_GET
 def storage_list(request: PortalRequest) -> HttpResponse:
-    return render(request, "backups/storage.html", {"storages": BackupStorage.objects.all()})
+    return render(
+        request,
+        "backups/storage.html",
+        {
+            "storages": BackupStorage.objects.all(),
+            "sync_kind": SYNC_KIND,
+            "restore_objects_kind": RESTORE_OBJECTS_KIND,
+        },
+    )
 
 
 @require_permission("backups.add_backupstorage")

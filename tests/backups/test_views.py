@@ -248,6 +248,26 @@ def test_an_admin_adds_an_s3_storage_with_encrypted_keys(admin: Any, db: None) -
     assert event.data["changes"]["access_key_id"] == ["", "replaced"]
 
 
+def test_an_s3_storage_offers_its_bucket_backup_and_an_admin_its_restore(
+    admin: Any, operator: Any, viewer: Any, target: DatabaseTarget
+) -> None:
+    s3 = BackupStorage.objects.create(name="files", kind="s3", bucket="team-files")
+    sync = f'href="/operations/start/backups.sync_objects/?target={s3.pk}"'
+    restore = f'href="/operations/start/backups.restore_objects/?target={s3.pk}"'
+    directory = f'?target={target.storage_id}"'
+
+    as_admin = client_for(admin).get("/backups/storage/").content.decode()
+    as_operator = client_for(operator).get("/backups/storage/").content.decode()
+    as_viewer = client_for(viewer).get("/backups/storage/").content.decode()
+
+    assert sync in as_admin and restore in as_admin
+    assert sync in as_operator and restore not in as_operator  # a restore is destructive
+    assert sync not in as_viewer and restore not in as_viewer
+    assert directory not in as_admin  # a directory has no bucket to copy
+    form = client_for(operator).get(f"/operations/start/backups.sync_objects/?target={s3.pk}")
+    assert form.status_code == 200
+
+
 def test_only_an_admin_manages_storage_and_targets(
     operator: Any, viewer: Any, target: DatabaseTarget
 ) -> None:
