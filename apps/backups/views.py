@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.access import require_permission
-from apps.backups import actions
+from apps.backups import actions, retention
 from apps.backups.charts import size_chart
 from apps.backups.choices import BackupState
 from apps.backups.forms import BackupStorageForm, DatabaseTargetForm, IntegrityCheckForm
@@ -132,6 +132,7 @@ def target_detail(request: PortalRequest, pk: int) -> HttpResponse:
         .filter(target=target)
         .aggregate(total=Sum("size_bytes"))["total"],
         "prune_kind": PRUNE_KIND,
+        "past_policy": len(retention.plan(target).delete) if last_good else 0,
         "operations": Operation.objects.for_list().filter(
             target_type=TARGET_TYPE, target_id=str(target.pk)
         )[:5],

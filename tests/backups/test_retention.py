@@ -215,6 +215,25 @@ def test_there_is_nothing_to_prune_says_so(target: DatabaseTarget, admin: object
     assert "Nothing to prune" in response.content.decode()
 
 
+def test_the_target_page_says_how_many_backups_are_past_the_policy(
+    target: DatabaseTarget, admin: Any, operator: Any
+) -> None:
+    prune = f'href="/operations/start/backups.prune/?target={target.pk}"'
+    backup_at(target, NOW - timedelta(days=1))
+    page = client_for(admin).get(f"/backups/targets/{target.pk}/").content.decode()
+    assert "past the policy" not in page and prune not in page  # nothing to prune
+
+    target.keep_daily, target.keep_weekly, target.keep_monthly = 1, 0, 0
+    target.save(update_fields=["keep_daily", "keep_weekly", "keep_monthly"])
+    for days in (9, 8):
+        backup_at(target, NOW - timedelta(days=days))
+    page = client_for(admin).get(f"/backups/targets/{target.pk}/").content.decode()
+    assert '<span data-testid="past-policy">2 backups past the policy</span>' in page
+    assert prune in page
+    as_operator = client_for(operator).get(f"/backups/targets/{target.pk}/").content.decode()
+    assert "2 backups past the policy" in as_operator and prune not in as_operator
+
+
 def test_an_operator_may_not_prune(target: DatabaseTarget, operator: Any) -> None:
     doomed = backup_at(target, NOW - timedelta(days=400))
     backup_at(target, NOW - timedelta(days=1))
