@@ -47,6 +47,7 @@ from apps.backups.restores import (
     run_pg_restore,
     scratch_database,
     scratch_server,
+    through_pipe,
     user_relations,
     verified_dump,
 )
@@ -404,13 +405,7 @@ def _restore_over(
             reporter.log(f"Safety backup #{safety.pk} is in {safety.storage.name}: {safety.key}")
         clock = time.monotonic()
         try:
-            run_pg_restore(
-                dump,
-                destination,
-                Phase(reporter, 60, 90),
-                server_major=facts.major,
-                tables=len(backup.row_counts),
-            )
+            run_pg_restore(dump, destination, Phase(reporter, 60, 90), server_major=facts.major)
         except BaseException:
             if run.safety_backup_id:
                 reporter.log(
@@ -480,13 +475,7 @@ def _restore_check_drop(
             run.database = scratch.database
             run.save(update_fields=["database"])
             clock = time.monotonic()
-            run_pg_restore(
-                dump,
-                scratch,
-                Phase(reporter, 40, 85),
-                server_major=facts.major,
-                tables=len(backup.row_counts),
-            )
+            run_pg_restore(dump, scratch, Phase(reporter, 40, 85), server_major=facts.major)
             run.restore_seconds = reading + time.monotonic() - clock
             results = run_integrity_checks(scratch, backup, Phase(reporter, 85, 98))
     _end_run(run, results)
@@ -513,10 +502,19 @@ def _fetch_lines(backup: Backup) -> list[str]:
         fetch = shlex.join(
             ["aws", "s3", "cp", *endpoint, f"s3://{storage.bucket}/{backup.key}", stored]
         )
-    lines = [fetch, f"echo '{backup.sha256}  {stored}' | sha256sum --check"]
-    if stored.endswith(".zst"):
-        lines.append(shlex.join(["zstd", "-d", stored, "-o", "backup.dump"]))
-    return lines
+    return [fetch, f"echo '{backup.sha256}  {stored}' | sha256sum --check"]
+
+
+def _restore_line(backup: Backup, options: list[str], database: str) -> list[str]:
+    """pg_restore of the fetched ``backup`` into ``database`` (quoted already), as the worker
+    runs it: through a pipe in one transaction, or from a file with parallel jobs."""
+    if through_pipe(backup):
+        restore = shlex.join(["pg_restore", *options, "--single-transaction"])
+        return [f"zstd -dc backup.dump.zst | {restore} -d {database}"]
+    lines = ["zstd -d backup.dump.zst -o backup.dump"] if backup.compression == "zstd" else []
+    jobs = f"--jobs={restore_jobs(len(backup.row_counts))}"
+    restore = shlex.join(["pg_restore", *options, jobs])
+    return [*lines, f"{restore} -d {database} backup.dump"]
 
 
 def _connection_args(target: DatabaseTarget) -> list[str]:
@@ -564,9 +562,8 @@ def _restore_command(target: Target, params: dict[str, Any]) -> str:
             shlex.join(["pg_dump", "--format=custom", *connection, "-d", destination.database])
             + " | zstd > safety.dump.zst"
         )
-    jobs = f"--jobs={restore_jobs(len(backup.row_counts))}"
-    restore = ["pg_restore", "--clean", "--if-exists", "--no-owner", jobs, *connection]
-    lines.append(shlex.join([*restore, "-d", destination.database, "backup.dump"]))
+    options = ["--clean", "--if-exists", "--no-owner", *connection]
+    lines += _restore_line(backup, options, shlex.quote(destination.database))
     return "\n".join(lines)
 
 
@@ -595,13 +592,16 @@ def _test_restore_command(target: Target, params: dict[str, Any]) -> str:
     server = scratch_server(source)
     connection = " ".join(shlex.quote(part) for part in _connection_args(server))
     scratch = f"{SCRATCH_PREFIX}<random>"
-    lines = _fetch_lines(backup) if backup else []
-    jobs = restore_jobs(len(backup.row_counts)) if backup else settings.BACKUP_RESTORE_JOBS
+    options = ["--no-owner", *_connection_args(server)]
+    restore = (
+        [*_fetch_lines(backup), *_restore_line(backup, options, scratch)]
+        if backup
+        else ["(no good backup yet: nothing to restore)"]
+    )
     return "\n".join(
         [
             f"createdb {connection} {scratch}",
-            *lines,
-            f"pg_restore --no-owner --jobs={jobs} {connection} -d {scratch} backup.dump",
+            *restore,
             f"psql {connection} -d {scratch} -c 'SELECT count(*) FROM …'   # every table, "
             "and each check",
             f"dropdb --force {connection} {scratch}",

@@ -15,7 +15,12 @@ from django.conf import settings
 
 from apps.backups.choices import BackupState, RestoreKind, RestoreState
 from apps.backups.models import Backup, DatabaseTarget, IntegrityCheck, RestoreRun
-from apps.backups.restores import CHECKSUM_MISMATCH
+from apps.backups.restores import (
+    CHECKSUM_MISMATCH,
+    RestoreFailed,
+    VerifiedDump,
+    run_pg_restore,
+)
 from apps.operations import actions
 from apps.operations.choices import State
 from apps.operations.models import Operation
@@ -29,6 +34,7 @@ from tests.backups.conftest import (
     table_rows,
 )
 from tests.backups.test_backup_operation import back_up
+from tests.backups.test_sync import Recorder
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
@@ -245,3 +251,59 @@ def test_a_database_name_with_shell_characters_never_reaches_a_program(
     assert "is refused" in operation.error
     assert not witness.exists()
     assert not RestoreRun.objects.filter(target=into).exists()
+
+
+LEDGER_SQL = """
+CREATE TABLE ledger (id integer PRIMARY KEY, entry text NOT NULL);
+INSERT INTO ledger SELECT g, md5(g::text) FROM generate_series(1, 5000) AS g;
+"""
+
+
+@pytest.fixture
+def ledger_db(pg_server: Server) -> Any:
+    """A database of one table: its restore reads the dump through a pipe."""
+    name = pg_server.create_database("opsportal_bk_ledger", LEDGER_SQL)
+    yield name
+    pg_server.drop_database(name)
+
+
+def test_a_one_table_database_is_restored_through_a_pipe_in_one_transaction(
+    admin: Any, pg_server: Server, ledger_db: str, occupied_db: str, backup_dir: Path
+) -> None:
+    storage = make_local_storage(backup_dir)
+    source = make_target(pg_server, ledger_db, storage)
+    backup = Backup.objects.get(operation=back_up(admin, source))
+    into = make_target(pg_server, occupied_db, storage, name="Ledger copy")
+
+    operation = restore(admin, backup, into)
+
+    assert operation.state == State.SUCCEEDED, operation.error
+    assert (
+        table_rows(pg_server, occupied_db)["public.ledger"]
+        == (table_rows(pg_server, ledger_db)["public.ledger"])
+    )
+    log = log_of(operation)
+    assert "zstd -dc <verified dump> | " in log and " --single-transaction" in log
+    assert "--jobs" not in log
+    assert leftover_restore_files(backup) == []
+
+
+def test_a_piped_restore_that_fails_half_way_leaves_the_target_as_it_was(
+    admin: Any, pg_server: Server, ledger_db: str, occupied_db: str, backup_dir: Path
+) -> None:
+    """The stream is cut in the middle of the table's data, after pg_restore has dropped and
+    recreated what it restores: one transaction, so all of it is rolled back."""
+    storage = make_local_storage(backup_dir)
+    source = make_target(pg_server, ledger_db, storage)
+    backup = Backup.objects.get(operation=back_up(admin, source))
+    stored = (backup_dir / backup.key).read_bytes()
+    cut = backup_dir / "cut.dump.zst"
+    cut.write_bytes(stored[: len(stored) * 2 // 3])
+    into = make_target(pg_server, occupied_db, storage)
+    before = table_rows(pg_server, occupied_db)
+
+    with pytest.raises(RestoreFailed, match="pg_restore failed") as failed:
+        run_pg_restore(VerifiedDump(cut, tables=1, zstd=True), into, Recorder(), server_major=15)
+
+    assert "the dump ends in the middle of its zstd stream" in str(failed.value)
+    assert table_rows(pg_server, occupied_db) == before

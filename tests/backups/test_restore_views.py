@@ -135,12 +135,12 @@ def test_the_restore_form_asks_for_the_name_and_confirms_with_the_command(
     assert "SHA-256 verified before anything is touched" in content
     assert f"Then a safety backup of {target.database} goes to disk." in content
     assert "sha256sum --check" in content
-    assert "zstd -d backup.dump.zst -o backup.dump" in content
     assert f"pg_dump --format=custom -h {target.host}" in content
-    # One table in the backup: one job (see restore_jobs).
+    # One table, compressed by the portal: restored through a pipe in one transaction.
     assert (
-        f"pg_restore --clean --if-exists --no-owner --jobs=1 -h {target.host} "
-        f"-p {target.port} -U {target.user} -d {target.database} backup.dump"
+        "zstd -dc backup.dump.zst | pg_restore --clean --if-exists --no-owner "
+        f"-h {target.host} -p {target.port} -U {target.user} --single-transaction "
+        f"-d {target.database}"
     ) in content
     assert "btn-danger" in content and " autofocus>Go back</a>" in content
     assert "pw-Secret-1" not in content
@@ -317,3 +317,26 @@ def test_operators_and_viewers_cannot_touch_checks(
 def test_pg_restore_runs_no_more_jobs_than_tables(settings: Any, tables: int, jobs: int) -> None:
     settings.BACKUP_RESTORE_JOBS = 4
     assert restore_jobs(tables) == jobs
+
+
+def test_a_backup_of_several_tables_is_restored_from_a_file_with_parallel_jobs(
+    admin: Any, target: DatabaseTarget
+) -> None:
+    backup = add_backup(target)
+    backup.row_counts = {"public.customers": 3, "public.orders": 5, "public.items": 9}
+    backup.save(update_fields=["row_counts"])
+    confirm = client_for(admin).post(
+        "/operations/start/backups.restore/",
+        {
+            "target": target.pk,
+            "p-backup": backup.pk,
+            "p-confirm_database": target.database,
+            "reason": "drill",
+            "idempotency_key": "s" * 32,
+        },
+    )
+    content = confirm.content.decode()
+    assert confirm.status_code == 200
+    assert "zstd -d backup.dump.zst -o backup.dump" in content
+    assert f"-U {target.user} --jobs=3 -d {target.database} backup.dump" in content
+    assert "--single-transaction" not in content
