@@ -15,6 +15,7 @@ import contextlib
 import os
 import posixpath
 import tempfile
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -206,21 +207,27 @@ def s3_client(storage: BackupStorage) -> Any:
     return boto3.session.Session().client("s3", **options)
 
 
+# Parts sent at once. Measured against moto on 2 cores, 480 MiB in 8 MiB parts: one at a time
+# 1.6-2.6 s, two 0.96 s, three 0.90 s; each one more holds one more part in memory.
+PARTS_IN_FLIGHT = 2
+
+
 class S3Writer:
     """A multipart upload fed piece by piece: parts of BACKUP_S3_PART_SIZE_MB (at least
     8 MiB) growing by one base size every 1000 parts, so that even a very large dump fits in
     S3's 10,000 parts.
 
-    Each full part goes to one sending thread while the next one fills, so that the dump waits
-    for the network only when a part is still on its way as the next one is full. Memory holds
-    at most two parts: the one being sent and the one filling."""
+    Full parts are sent by PARTS_IN_FLIGHT threads while the next one fills, so that the dump
+    waits for the network only when that many are still on their way as the next one is full.
+    Memory holds at most PARTS_IN_FLIGHT parts being sent and the one filling."""
 
     def __init__(self, client: Any, bucket: str, key: str, extra: dict[str, str]) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         self.base_part_size = settings.BACKUP_S3_PART_SIZE_MB * MIB
         self.buffer = bytearray()
         self.parts: list[dict[str, Any]] = []
-        self.sending: Future[dict[str, Any]] | None = None
+        self.sending: deque[Future[dict[str, Any]]] = deque()
+        self.numbered = 0
         try:
             started = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
         except (BotoCoreError, ClientError) as exc:
@@ -228,10 +235,10 @@ class S3Writer:
                 describe_s3_error(exc, f"start an upload to s3://{bucket}/{key}")
             ) from None
         self.upload_id: str = started["UploadId"]
-        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self.sender = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
 
     def _part_size(self) -> int:
-        return self.base_part_size * (1 + len(self.parts) // 1000)
+        return self.base_part_size * (1 + self.numbered // 1000)
 
     def _upload(self, number: int, data: bytearray) -> dict[str, Any]:
         try:
@@ -246,15 +253,16 @@ class S3Writer:
             raise StorageError(describe_s3_error(exc, f"take part {number}")) from None
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
-    def _sent(self) -> None:
-        """Wait for the part on its way; its failure is raised here, in the writer's thread."""
-        if self.sending is not None:
-            sending, self.sending = self.sending, None
-            self.parts.append(sending.result())
+    def _sent(self, keep: int = 0) -> None:
+        """Wait for the oldest parts on their way until at most ``keep`` are; a failure is
+        raised here, in the writer's thread. Oldest first: the parts stay in order."""
+        while len(self.sending) > keep:
+            self.parts.append(self.sending.popleft().result())
 
     def _send(self, part: bytearray) -> None:
-        self._sent()
-        self.sending = self.sender.submit(self._upload, len(self.parts) + 1, part)
+        self._sent(keep=PARTS_IN_FLIGHT - 1)
+        self.numbered += 1
+        self.sending.append(self.sender.submit(self._upload, self.numbered, part))
 
     def write(self, data: bytes) -> None:
         self.buffer += data
@@ -268,7 +276,7 @@ class S3Writer:
 
     def commit(self) -> None:
         try:
-            if self.buffer or not (self.parts or self.sending):
+            if self.buffer or not self.numbered:
                 part, self.buffer = self.buffer, bytearray()
                 self._send(part)
             self._sent()
@@ -286,13 +294,12 @@ class S3Writer:
 
     def abort(self) -> None:
         self.buffer = bytearray()
-        # The part on its way is let finish (or fail: the abort follows a failure already
-        # on its way up) first: aborting under it would leave S3 a part arriving for an upload
-        # that no longer exists.
-        if self.sending is not None:
+        # The parts on their way are let finish (or fail: the abort follows a failure already
+        # on its way up) first: aborting under them would leave S3 parts arriving for an
+        # upload that no longer exists.
+        while self.sending:
             with contextlib.suppress(Exception):
-                self.sending.result()
-            self.sending = None
+                self.sending.popleft().result()
         self.sender.shutdown()
         try:
             self.client.abort_multipart_upload(

@@ -226,8 +226,8 @@ def test_an_aborted_upload_leaves_no_part_behind(db: None, s3: Any, s3_endpoint:
 def test_an_upload_aborted_while_a_part_is_on_its_way_leaves_nothing(
     db: None, s3: Any, s3_endpoint: str
 ) -> None:
-    """Parts are sent by their own thread: an abort right behind a full part waits for it
-    instead of leaving it to arrive for an upload that no longer exists."""
+    """Parts are sent by threads of their own: an abort right behind two full parts waits for
+    them instead of leaving them to arrive for an upload that no longer exists."""
     backend = S3Backend(make_s3_storage(s3_endpoint))
     key = "db/x/2026/01/x_20260101_000002.dump"
     writer = backend.open_writer(key)
@@ -235,7 +235,7 @@ def test_an_upload_aborted_while_a_part_is_on_its_way_leaves_nothing(
 
     writer.abort()
 
-    assert writer.sending is None
+    assert not writer.sending
     assert open_multipart_uploads(s3) == []
     assert not backend.exists(key)
 
