@@ -299,8 +299,8 @@ def measure(operator: Any, size_mb: int = 1024) -> Figures:
     admin = _admin()
     storage = _storage()
     Path(settings.BACKUP_DIR).mkdir(parents=True, exist_ok=True)
-    directory = tempfile.mkdtemp(prefix="bench-", dir=settings.BACKUP_DIR)
-    directory_storage = _directory_storage(directory)
+    backup_directory = tempfile.mkdtemp(prefix="bench-", dir=settings.BACKUP_DIR)
+    directory_storage = _directory_storage(backup_directory)
     small, big = generated_database(SMALL_MB), generated_database(size_mb)
     targets: list[DatabaseTarget] = []
     restored = f"opsportal_bench_restored_{uuid.uuid4().hex[:6]}"
@@ -387,7 +387,7 @@ def measure(operator: Any, size_mb: int = 1024) -> Figures:
         _empty(storage)
         storage.delete()
         directory_storage.delete()
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(backup_directory, ignore_errors=True)
 
 
 def render(figures: Figures) -> str:

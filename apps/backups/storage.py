@@ -227,7 +227,6 @@ class S3Writer:
         self.buffer = bytearray()
         self.parts: list[dict[str, Any]] = []
         self.sending: deque[Future[dict[str, Any]]] = deque()
-        self.numbered = 0
         try:
             started = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
         except (BotoCoreError, ClientError) as exc:
@@ -237,8 +236,13 @@ class S3Writer:
         self.upload_id: str = started["UploadId"]
         self.sender = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
 
+    @property
+    def submitted(self) -> int:
+        """Parts sent or on their way."""
+        return len(self.parts) + len(self.sending)
+
     def _part_size(self) -> int:
-        return self.base_part_size * (1 + self.numbered // 1000)
+        return self.base_part_size * (1 + self.submitted // 1000)
 
     def _upload(self, number: int, data: bytearray) -> dict[str, Any]:
         try:
@@ -261,8 +265,7 @@ class S3Writer:
 
     def _send(self, part: bytearray) -> None:
         self._sent(keep=PARTS_IN_FLIGHT - 1)
-        self.numbered += 1
-        self.sending.append(self.sender.submit(self._upload, self.numbered, part))
+        self.sending.append(self.sender.submit(self._upload, self.submitted + 1, part))
 
     def write(self, data: bytes) -> None:
         self.buffer += data
@@ -276,7 +279,7 @@ class S3Writer:
 
     def commit(self) -> None:
         try:
-            if self.buffer or not self.numbered:
+            if self.buffer or not self.submitted:
                 part, self.buffer = self.buffer, bytearray()
                 self._send(part)
             self._sent()
