@@ -177,10 +177,10 @@ def field_changes(form: Any) -> dict[str, list[Any]]:
         if hasattr(form.fields[name], "queryset") and before is not None:
             before = str(form.fields[name].queryset.filter(pk=before).first() or before)
         after = form.cleaned_data[name]
-        changes[name] = [
-            "" if before is None else str(before),
-            "" if after is None else str(after),
-        ]
+        pair = ["" if before is None else str(before), "" if after is None else str(after)]
+        # A field left empty that keeps its value (the target's policy) changed nothing.
+        if pair[0] != pair[1]:
+            changes[name] = pair
     return changes
 
 
