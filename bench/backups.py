@@ -13,6 +13,10 @@ compression), in the same run:
 3. the portal's restore (the backups.restore operation into a new empty database) against
    bare ``pg_restore`` of the runbooks' dump (target: at most 1.15x its time).
 
+Beside the times, the CPU the whole machine spent on the bare dump and on the portal's backup
+to S3, and the S3 endpoint's own share of it when it is the moto server of this machine: with
+two cores, 1.3x the bare dump's time holds 2 x 1.3 x that time of CPU for everything.
+
 The generated databases are kept between runs (named by their size); the restored ones, the
 bench's targets and storage are removed at the end.
 """
@@ -20,6 +24,7 @@ bench's targets and storage are removed at the end.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -71,6 +76,65 @@ class Figures:
     plain_restore_seconds: float
     s3_upload_seconds: float
     s3_download_seconds: float
+    raw_cpu: float
+    portal_cpu: float
+    portal_s3_cpu: float | None
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy since boot (all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / TICKS
+
+
+def _s3_endpoint_pid() -> int | None:
+    """The moto server answering S3_ENDPOINT_URL on this machine, if that is what it is."""
+    port = re.search(r":(\d+)/?$", os.environ.get("S3_ENDPOINT_URL", ""))
+    if port is None:
+        return None
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(word.endswith("moto_server") for word in words) and port[1] in words:
+            return int(cmdline.parent.name)
+    return None
+
+
+def _process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user and system) process ``pid`` has used, None without one."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@dataclass
+class Cpu:
+    """CPU seconds spent while it was open: by the whole machine and by one process."""
+
+    pid: int | None = None
+    machine: float = 0.0
+    process: float | None = None
+
+    def __enter__(self) -> Cpu:
+        self._machine, self._process = _machine_cpu(), _process_cpu(self.pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.machine = _machine_cpu() - self._machine
+        after = _process_cpu(self.pid)
+        if after is not None and self._process is not None:
+            self.process = after - self._process
 
 
 def _server() -> dict[str, Any]:
@@ -142,11 +206,12 @@ def _checkpoint() -> None:
     os.sync()
 
 
-def _timed(command: list[str], stdout: Any) -> float:
+def _timed(command: list[str], stdout: Any, cpu: Cpu | None = None) -> float:
     _checkpoint()
-    clock = time.perf_counter()
-    subprocess.run(command, stdout=stdout, env=_environment(), check=True)
-    return time.perf_counter() - clock
+    with cpu or Cpu():
+        clock = time.perf_counter()
+        subprocess.run(command, stdout=stdout, env=_environment(), check=True)
+        return time.perf_counter() - clock
 
 
 def _admin() -> Any:
@@ -220,15 +285,23 @@ def _target(database: str, storage: BackupStorage) -> DatabaseTarget:
 
 
 def _run(
-    actor: Any, kind: str, target: DatabaseTarget, reason: str = "", **params: Any
+    actor: Any,
+    kind: str,
+    target: DatabaseTarget,
+    reason: str = "",
+    cpu: Cpu | None = None,
+    **params: Any,
 ) -> Operation:
+    """Run the operation on the worker and wait for its end; ``cpu`` counts the CPU spent
+    from its request to its end."""
     _checkpoint()
-    operation = actions.do_start_operation(actor, kind, str(target.pk), params, reason)
-    wait_for(
-        lambda: Operation.objects.get(pk=operation.pk).is_final,
-        timeout=3 * 3600,
-        what=f"{kind} of {target.database}",
-    )
+    with cpu or Cpu():
+        operation = actions.do_start_operation(actor, kind, str(target.pk), params, reason)
+        wait_for(
+            lambda: Operation.objects.get(pk=operation.pk).is_final,
+            timeout=3 * 3600,
+            what=f"{kind} of {target.database}",
+        )
     operation.refresh_from_db()
     if operation.error:
         raise RuntimeError(f"{kind} failed: {operation.error}")
@@ -281,14 +354,17 @@ def _session_peak_mib(worker: Worker) -> float:
     return peak / 1024
 
 
-def _backup_on_fresh_worker(actor: Any, target: DatabaseTarget) -> tuple[Backup, float, float]:
-    """The backup, the worker's peak memory before it (idle, ready) and after it."""
+def _backup_on_fresh_worker(
+    actor: Any, target: DatabaseTarget, cpu: Cpu | None = None
+) -> tuple[Backup, float, float]:
+    """The backup, the worker's peak memory before it (idle, ready) and after it; ``cpu``
+    counts the CPU spent while the operation ran."""
     worker = Worker(name=f"bench-backups-{uuid.uuid4().hex[:6]}@localhost")
     worker.log_path = Path(settings.VAR_DIR) / "bench" / f"worker-{worker.name}.log"
     worker.start()
     try:
         idle = _session_peak_mib(worker)
-        operation = _run(actor, "backups.backup", target)
+        operation = _run(actor, "backups.backup", target, cpu=cpu)
         memory = _session_peak_mib(worker)
     finally:
         worker.stop()
@@ -316,7 +392,8 @@ def measure(operator: Any, size_mb: int = 1024) -> Figures:
         pg_restore = postgres.find_client("pg_restore", major).path
 
         _, memory_idle, memory_small = _backup_on_fresh_worker(admin, small_target)
-        backup, _, memory_big = _backup_on_fresh_worker(admin, big_target)
+        portal_cpu = Cpu(pid=_s3_endpoint_pid())
+        backup, _, memory_big = _backup_on_fresh_worker(admin, big_target, portal_cpu)
         assert backup.duration is not None
         s3_upload, s3_download = _s3_alone(storage, backup.key, backup.size_bytes or 0)
         # The same stream into a directory: what the portal adds to producing the dump, without
@@ -330,8 +407,9 @@ def measure(operator: Any, size_mb: int = 1024) -> Figures:
             dump = Path(directory) / "runbooks.dump"
             with dump.open("wb") as out:
                 plain = _timed([pg_dump, "--format=custom", "-d", big], out)
+            raw_cpu = Cpu()
             with open(os.devnull, "wb") as out:
-                raw = _timed([pg_dump, "--format=custom", "--compress=0", "-d", big], out)
+                raw = _timed([pg_dump, "--format=custom", "--compress=0", "-d", big], out, raw_cpu)
             with _connect() as server:
                 server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(plain_restored)))
                 server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(restored)))
@@ -376,6 +454,9 @@ def measure(operator: Any, size_mb: int = 1024) -> Figures:
             s3_upload_seconds=s3_upload,
             s3_download_seconds=s3_download,
             plain_restore_seconds=plain_restore,
+            raw_cpu=raw_cpu.machine,
+            portal_cpu=portal_cpu.machine,
+            portal_s3_cpu=portal_cpu.process,
         )
     finally:
         _drop(restored)
@@ -388,6 +469,22 @@ def measure(operator: Any, size_mb: int = 1024) -> Figures:
         storage.delete()
         directory_storage.delete()
         shutil.rmtree(backup_directory, ignore_errors=True)
+
+
+def _cpu_line(figures: Figures) -> str:
+    cores = os.cpu_count() or 1
+    budget = cores * 1.3 * figures.raw_seconds
+    endpoint = (
+        f", of which the S3 endpoint {figures.portal_s3_cpu:.1f}"
+        if figures.portal_s3_cpu is not None
+        else ""
+    )
+    return (
+        f"  CPU: pg_dump -Z0 > /dev/null kept the machine busy {figures.raw_cpu:.1f} CPU-s "
+        f"({figures.raw_cpu / figures.raw_seconds:.1f} of {cores} cores); the portal's backup "
+        f"to S3 {figures.portal_cpu:.1f} CPU-s{endpoint}. 1.3x the bare dump's time holds "
+        f"{budget:.1f} CPU-s on {cores} cores"
+    )
 
 
 def render(figures: Figures) -> str:
@@ -430,6 +527,7 @@ def render(figures: Figures) -> str:
             f"{verdict(limit <= 1.3)}); to a directory {directory_limit:.2f}x. The S3 endpoint "
             f"(moto, on this machine's cores) alone takes {figures.s3_upload_seconds:.1f} s to "
             "take the same bytes",
+            _cpu_line(figures),
             f"  worker peak memory: {figures.memory_small_mib:.0f} MiB for {SMALL_MB} MB, "
             f"{figures.memory_big_mib:.0f} MiB for {figures.size_mb} MB, "
             f"{figures.memory_idle_mib:.0f} MiB idle before (target < 200 MB and "
