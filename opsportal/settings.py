@@ -395,6 +395,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.backups.tasks.start_due_test_restores",
         "schedule": crontab(minute=41),  # hourly: a new target's first proof comes soon
     },
+    "start-due-prunes": {
+        "task": "apps.backups.tasks.start_due_prunes",
+        "schedule": crontab(minute=47),  # hourly: targets an admin set to prune automatically
+    },
     # Scheduled backups (each due time claimed once) and backup freshness alerts.
     "tick-backups": {
         "task": "apps.backups.tasks.tick_backups",

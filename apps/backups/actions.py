@@ -23,7 +23,7 @@ from apps.backups.dumps import human_bytes
 from apps.backups.forms import BackupStorageForm, DatabaseTargetForm, IntegrityCheckForm
 from apps.backups.models import TARGET_TYPE, Backup, BackupStorage, DatabaseTarget, IntegrityCheck
 from apps.backups.postgres import DatabaseProblem, check_connection
-from apps.backups.schedules import next_due
+from apps.backups.schedules import next_due, scheduler_user
 from apps.backups.storage import StorageError, backend_for
 
 
@@ -45,7 +45,9 @@ def _secret_change(changes: dict[str, list[str]], name: str, replaced: bool) -> 
 
 
 def do_save_database_target(actor: User, form: DatabaseTargetForm) -> DatabaseTarget:
-    """Create or change a database target; a new password is encrypted before it is stored."""
+    """Create or change a database target; a new password is encrypted before it is stored.
+    Turning automatic pruning on records the actor's consent and reason on the target (and
+    as the record's reason); turning it off forgets them."""
     changes = field_changes(form)
     target: DatabaseTarget = form.instance
     password = form.cleaned_data.get("password") or ""
@@ -60,8 +62,33 @@ def do_save_database_target(actor: User, form: DatabaseTargetForm) -> DatabaseTa
     if "schedule" in changes or (target.schedule and target.schedule_next_at is None):
         # A new schedule counts from now: a time that passed while it was edited is not due.
         target.schedule_next_at = next_due(target, timezone.now())
-    saved: DatabaseTarget = save_form_recorded(actor, form, target_of=audit_target, changes=changes)
+    # The reason of a consent to automatic pruning is the record's reason, and stays with it.
+    typed = changes.pop("auto_prune_reason", ["", ""])[1]
+    reason = typed if "auto_prune" in changes and target.auto_prune else ""
+    if "auto_prune" in changes:
+        target.auto_prune_by = actor if target.auto_prune else None
+        target.auto_prune_reason = reason
+        target.auto_prune_since = timezone.now() if target.auto_prune else None
+    saved: DatabaseTarget = save_form_recorded(
+        actor, form, target_of=audit_target, changes=changes, reason=reason
+    )
     return saved
+
+
+def do_stop_auto_prune(target: DatabaseTarget, why: str) -> None:
+    """Turn a target's automatic pruning off because its consent no longer holds (the admin
+    who gave it is gone or may no longer prune), recorded as the scheduler's change."""
+    with transaction.atomic():
+        DatabaseTarget.objects.filter(pk=target.pk).update(
+            auto_prune=False, auto_prune_by=None, auto_prune_reason="", auto_prune_since=None
+        )
+        record(
+            "databasetarget.changed",
+            actor=scheduler_user(),
+            target=audit_target(target),
+            reason=why,
+            data={"changes": {"auto_prune": ["True", "False"]}},
+        )
 
 
 def do_save_backup_storage(actor: User, form: BackupStorageForm) -> BackupStorage:

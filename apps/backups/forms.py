@@ -9,8 +9,11 @@ from datetime import UTC
 from typing import Any, cast
 
 from django import forms
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
+from django.template.defaultfilters import pluralize
 
+from apps.backups import retention
 from apps.backups.checks import clean_check_sql, try_check_sql
 from apps.backups.choices import StorageKind
 from apps.backups.dumps import human_bytes
@@ -48,6 +51,13 @@ class DatabaseTargetForm(forms.ModelForm):
     forget_password = forms.BooleanField(
         label="Remove the stored password", required=False, initial=False
     )
+    auto_prune_reason = forms.CharField(
+        label="Why prune automatically",
+        required=False,
+        max_length=500,
+        help_text="Required to turn automatic pruning on: your consent and this reason stand "
+        "for every prune it starts, and are recorded.",
+    )
 
     class Meta:
         model = DatabaseTarget
@@ -67,8 +77,12 @@ class DatabaseTargetForm(forms.ModelForm):
             "keep_daily",
             "keep_weekly",
             "keep_monthly",
+            "auto_prune",
         ]
         labels = {"is_production": "Production database"}
+
+    # The password right after the user, with the rest of the connection.
+    field_order = [*Meta.fields[: Meta.fields.index("user") + 1], "password", "forget_password"]
 
     def clean_schedule(self) -> str:
         return " ".join(str(self.cleaned_data.get("schedule") or "").split())
@@ -79,18 +93,56 @@ class DatabaseTargetForm(forms.ModelForm):
         for name in POLICY_FIELDS:
             if cleaned.get(name) is None and name not in self.errors:
                 cleaned[name] = getattr(self.instance, name)
+        # Still the stored value here: the form's values reach the instance after clean().
+        turned_on = cleaned.get("auto_prune") and not self.instance.auto_prune
+        if turned_on and not cleaned.get("auto_prune_reason"):
+            self.add_error(
+                "auto_prune_reason",
+                "Say why backups past the policy may be deleted without asking each time.",
+            )
         return cleaned
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        actor: User | AnonymousUser | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         for name in POLICY_FIELDS:
             self.fields[name].required = False
+        self._explain_auto_prune(actor)
         if not (self.instance.pk and self.instance.has_password):
             del self.fields["forget_password"]
         else:
             self.fields["password"].help_text = (
                 "A password is stored (encrypted; never shown). Type a new one to replace it, "
                 "or leave empty to keep it."
+            )
+
+    def _explain_auto_prune(self, actor: User | AnonymousUser | None) -> None:
+        """Only someone who may prune can consent to pruning on its own; the help says what
+        turning it on would delete now."""
+        field = self.fields["auto_prune"]
+        target = self.instance
+        if actor is None or not actor.has_perm("operations.run_destructive_operation"):
+            field.disabled = self.fields["auto_prune_reason"].disabled = True
+            field.help_text = "Only someone allowed to prune backups can change this."
+        elif target.auto_prune:
+            del self.fields["auto_prune_reason"]
+            by = target.auto_prune_by.get_username() if target.auto_prune_by else "nobody"
+            since = target.auto_prune_since
+            field.help_text = (
+                f"On{f' since {since:%Y-%m-%d %H:%M} UTC' if since else ''}, as {by} "
+                f"consented: {target.auto_prune_reason or '(no reason given)'}. Untick to stop."
+            )
+        elif target.pk:
+            past = len(retention.plan(target).delete)
+            field.help_text += (
+                f" Turning it on deletes the {past} backup{pluralize(past)} now past the "
+                "policy within the hour."
+                if past
+                else " No backup is past the policy now."
             )
 
 

@@ -235,6 +235,26 @@ class DatabaseTarget(models.Model):
         validators=[MaxValueValidator(1000)],
         help_text="Months with a backup to keep.",
     )
+    # Pruning on its own: an admin's standing consent to the destructive prune operation,
+    # given with a reason; each hourly run is requested in that admin's name
+    # (apps.backups.pruning.start_due_prunes) and stops if the admin may no longer prune.
+    auto_prune = models.BooleanField(
+        "Prune automatically",
+        default=False,
+        help_text="Every hour, delete the backups the policy lets go, as a prune operation "
+        "requested in your name; the newest good backup and any backup a restore is using "
+        "are always kept.",
+    )
+    auto_prune_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    auto_prune_reason = models.CharField(max_length=500, blank=True, editable=False)
+    auto_prune_since = models.DateTimeField(null=True, blank=True, editable=False)
     freshness_hours = models.PositiveIntegerField(
         "Freshness objective (hours)",
         default=26,

@@ -5,7 +5,13 @@ the operation's parameters when it is requested. On the worker only those listed
 policy still lets go are deleted (a restore that started meanwhile keeps its backup, a newer
 backup changes nothing about what was listed): the stored object first (S3 or directory),
 then the record is marked pruned, so a record never claims an object that is gone while
-still listed as good."""
+still listed as good.
+
+Automatic pruning (``start_due_prunes``, hourly): a target whose admin turned it on, with a
+reason, is pruned in that admin's name whenever backups are past its policy, so the engine
+checks that admin's role each time. The consent ends when the admin may no longer prune
+(deactivated, removed, or without the role): the target is turned back to pruning by hand,
+and that is recorded, rather than a refusal every hour."""
 
 from __future__ import annotations
 
@@ -14,13 +20,16 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import CharField, Exists, OuterRef
+from django.db.models.functions import Cast
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from apps.backups import retention
+from apps.backups import retention, schedules
+from apps.backups.actions import do_stop_auto_prune
 from apps.backups.choices import BackupState, StorageKind
 from apps.backups.dumps import human_bytes
-from apps.backups.models import Backup, DatabaseTarget
+from apps.backups.models import TARGET_TYPE, Backup, DatabaseTarget
 from apps.backups.storage import StorageError, backend_for
 from apps.operations.models import Operation
 from apps.operations.progress import OperationFailed, Reporter
@@ -126,6 +135,47 @@ def prune(operation: Operation, reporter: Reporter) -> None:
             f"stay listed as good: {'; '.join(failures[:5])}"
         )
     reporter.step(100, f"Pruned {deleted} backup{pluralize(deleted)} of {target.name}.")
+
+
+def start_due_prunes() -> list[Operation]:
+    """Start a prune of every target pruned automatically that has backups past its policy
+    and no prune under way, requested by the admin who consented, with their reason."""
+    busy = Operation.objects.active().filter(
+        kind=PRUNE_KIND,
+        target_type=TARGET_TYPE,
+        target_id=Cast(OuterRef("pk"), output_field=CharField()),
+    )
+    targets = (
+        DatabaseTarget.objects.filter(auto_prune=True)
+        .annotate(busy=Exists(busy))
+        .filter(busy=False)
+        .select_related("auto_prune_by")
+        .order_by("pk")
+    )
+    started: list[Operation] = []
+    for target in targets:
+        admin = target.auto_prune_by
+        # has_perm is False for a deactivated account.
+        if admin is None or not admin.has_perm("operations.run_destructive_operation"):
+            who = admin.get_username() if admin else "the admin who turned it on"
+            do_stop_auto_prune(
+                target, f"Automatic pruning stopped: {who} may no longer prune backups."
+            )
+            continue
+        if not retention.plan(target).delete:
+            continue
+        since = f" on {target.auto_prune_since:%Y-%m-%d}" if target.auto_prune_since else ""
+        operation = schedules.start(
+            admin,
+            PRUNE_KIND,
+            target,
+            {},
+            f"Automatic pruning of {target.name}, turned on by {admin.get_username()}"
+            f"{since}: {target.auto_prune_reason}",
+        )
+        if operation is not None:
+            started.append(operation)
+    return started
 
 
 def _resolve_target(target_id: str) -> Target:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, Group, User
@@ -53,6 +54,18 @@ def scheduler_user() -> User:
 
 def is_scheduler(user: AbstractBaseUser) -> bool:
     return user.get_username() == SCHEDULER_USERNAME
+
+
+def start(
+    requester: User, kind: str, target: DatabaseTarget, params: dict[str, Any], reason: str
+) -> Operation | None:
+    """Request ``kind`` on ``target`` for a schedule, or None: a refusal (the target busy, a
+    gate, the requester's role) is logged, and the scheduler goes on with the other targets."""
+    try:
+        return do_start_operation(requester, kind, str(target.pk), params, reason)
+    except OperationRefused as exc:
+        logger.warning("%s of %s not started: %s", kind, target.name, exc.message)
+        return None
 
 
 def targets_due(now: datetime) -> list[DatabaseTarget]:
@@ -95,18 +108,15 @@ def start_due_test_restores(now: datetime | None = None) -> list[Operation]:
         why = (
             "its first good backup" if first else f"every {settings.BACKUP_TEST_RESTORE_DAYS} days"
         )
-        try:
-            operation = do_start_operation(
-                requester,
-                TEST_RESTORE_KIND,
-                str(target.pk),
-                {"backup": None},
-                f"Scheduled test restore of {target.name} ({why}).",
-            )
-        except OperationRefused as exc:
-            logger.warning("test restore of %s not started: %s", target.name, exc.message)
-            continue
-        started.append(operation)
+        operation = start(
+            requester,
+            TEST_RESTORE_KIND,
+            target,
+            {"backup": None},
+            f"Scheduled test restore of {target.name} ({why}).",
+        )
+        if operation is not None:
+            started.append(operation)
     return started
 
 
@@ -147,17 +157,14 @@ def start_due_backups(now: datetime | None = None) -> list[Operation]:
             if not _claim(target, now):
                 continue
             requester = requester or scheduler_user()
-            try:
-                operation = do_start_operation(
-                    requester,
-                    BACKUP_KIND,
-                    str(target.pk),
-                    {},
-                    f"Scheduled backup of {target.name} ({target.schedule}, due "
-                    f"{when:%Y-%m-%d %H:%M} UTC).",
-                )
-            except OperationRefused as exc:
-                logger.warning("scheduled backup of %s not started: %s", target.name, exc.message)
-                continue
-        started.append(operation)
+            operation = start(
+                requester,
+                BACKUP_KIND,
+                target,
+                {},
+                f"Scheduled backup of {target.name} ({target.schedule}, due "
+                f"{when:%Y-%m-%d %H:%M} UTC).",
+            )
+        if operation is not None:
+            started.append(operation)
     return started

@@ -7,10 +7,11 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.backups import freshness, schedules
+from apps.backups import freshness, pruning, schedules
 from apps.services.tasks import exclusively
 
-START_TEST_RESTORES_LOCK = 0x4F50_5350_0201  # "OPSP" backups 1
+START_TEST_RESTORES_LOCK = 0x4F50_5350_0301  # "OPSP" backups 1
+START_PRUNES_LOCK = 0x4F50_5350_0302  # "OPSP" backups 2
 
 
 @shared_task(name="apps.backups.tasks.start_due_test_restores", ignore_result=True)
@@ -20,6 +21,15 @@ def start_due_test_restores() -> dict[str, Any]:
         if not acquired:
             return {"skipped": True}
         return {"started": [operation.pk for operation in schedules.start_due_test_restores()]}
+
+
+@shared_task(name="apps.backups.tasks.start_due_prunes", ignore_result=True)
+def start_due_prunes() -> dict[str, Any]:
+    """Prune the targets pruned automatically, unless another run of this task is at it."""
+    with exclusively(START_PRUNES_LOCK) as acquired:
+        if not acquired:
+            return {"skipped": True}
+        return {"started": [operation.pk for operation in pruning.start_due_prunes()]}
 
 
 @shared_task(name="apps.backups.tasks.tick_backups", ignore_result=True)

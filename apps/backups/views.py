@@ -101,7 +101,9 @@ def backup_list(request: PortalRequest) -> HttpResponse:
 @require_GET
 def target_detail(request: PortalRequest, pk: int) -> HttpResponse:
     """A target and its backups, newest first, paged by id."""
-    target = get_object_or_404(DatabaseTarget.objects.select_related("storage", "service"), pk=pk)
+    target = get_object_or_404(
+        DatabaseTarget.objects.select_related("storage", "service", "auto_prune_by"), pk=pk
+    )
     before = request.GET.get("before", "")
     history = (
         Backup.objects.filter(target=target)
@@ -155,7 +157,7 @@ def target_detail(request: PortalRequest, pk: int) -> HttpResponse:
 @require_permission("backups.add_databasetarget")
 @require_http_methods(["GET", "POST"])
 def target_create(request: PortalRequest) -> HttpResponse:
-    form = DatabaseTargetForm(request.POST or None)
+    form = DatabaseTargetForm(request.POST or None, actor=request.user)
     return edit_page(
         request,
         form,
@@ -170,7 +172,7 @@ def target_create(request: PortalRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def target_edit(request: PortalRequest, pk: int) -> HttpResponse:
     target = get_object_or_404(DatabaseTarget, pk=pk)
-    form = DatabaseTargetForm(request.POST or None, instance=target)
+    form = DatabaseTargetForm(request.POST or None, instance=target, actor=request.user)
     return edit_page(
         request,
         form,

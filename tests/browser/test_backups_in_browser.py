@@ -118,6 +118,17 @@ def test_an_admin_backs_up_verifies_and_restores(
     expect(page.get_by_role("link", name="Back up a bucket")).to_be_visible()
     expect(page.get_by_role("link", name="Restore a bucket…")).to_be_visible()
     save_screenshot(page, screenshot_dir / "backups-storage.png")
+
+    # Pruning on its own: the admin ticks the box, says why, and the target page says so.
+    page.goto(f"/backups/targets/{target.pk}/edit/")
+    page.get_by_role("checkbox", name="Prune automatically").check()
+    page.get_by_label("Why prune automatically").fill("The bucket is billed by the gigabyte.")
+    save_screenshot(page, screenshot_dir / "backups-target-auto-prune-form.png")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("auto-prune")).to_contain_text(
+        "Pruned automatically every hour, as dana-admin consented"
+    )
+    save_screenshot(page, screenshot_dir / "backups-target-auto-prune.png")
     # The one refusal above answers 400 (the form again, with its message): expected.
     refused = "/operations/start/backups.restore/"
     unexpected = [line for line in page_problems.all() if refused not in line or "400" not in line]
