@@ -18,3 +18,4 @@ class ReviewRule(models.TextChoices):
     SCALE_TO_ZERO = "scale_to_zero", "Production scaled to zero"
     AUDIT_EXPORT = "audit_export", "Audit export"
     ROLE_CHANGE = "role_change", "Change of roles"
+    AUTO_PRUNE = "auto_prune", "Automatic pruning turned on"

@@ -27,6 +27,8 @@ SCALE_KINDS = {"services.scale"}
 ROLE_ACTIONS = {"auth.roles_changed"}
 USER_FORM_ACTIONS = {"user.created", "user.changed"}
 ROLE_FIELDS = {"groups", "role", "roles", "is_superuser", "is_staff"}
+# An admin's standing consent to deleting backups without asking each time (apps.backups).
+AUTO_PRUNE_ON = ["False", "True"]
 
 
 def _is_request(event: AuditEvent) -> bool:
@@ -63,8 +65,12 @@ def rule_for(event: AuditEvent) -> str | None:
         return ReviewRule.AUDIT_EXPORT
     if action in ROLE_ACTIONS:
         return ReviewRule.ROLE_CHANGE
-    if action in USER_FORM_ACTIONS and ROLE_FIELDS & set(data.get("changes") or {}):
+    changes = data.get("changes")
+    changes = changes if isinstance(changes, dict) else {}
+    if action in USER_FORM_ACTIONS and ROLE_FIELDS & set(changes):
         return ReviewRule.ROLE_CHANGE
+    if action == "databasetarget.changed" and changes.get("auto_prune") == AUTO_PRUNE_ON:
+        return ReviewRule.AUTO_PRUNE
     if _is_request(event):
         kind = data.get("kind")
         if kind in RESTORE_KINDS and _in_production(event):

@@ -46,6 +46,16 @@ def test_it_queues_the_sensitive_events_and_nothing_else(admin: Any) -> None:
     roles = record("auth.roles_changed", actor=admin, data={"groups": ["admin"]})
     form_roles = record("user.changed", actor=admin, data={"changes": {"groups": ["", "admin"]}})
     record("user.changed", actor=admin, data={"changes": {"email": ["a", "b"]}})
+    auto_prune = record(
+        "databasetarget.changed",
+        actor=admin,
+        target=TARGET,
+        reason="the disk fills up",
+        data={"changes": {"auto_prune": ["False", "True"]}},
+    )
+    turned_off = {"changes": {"auto_prune": ["True", "False"]}}
+    record("databasetarget.changed", actor=admin, data=turned_off)
+    record("databasetarget.changed", actor=admin, data={"changes": {"keep_daily": ["7", "3"]}})
     record("operation.approved", actor=admin, outcome="denied", target=TARGET)
     record("operation.queued", actor=admin, data={"kind": "backups.restore", "approved_by": 1})
     record("auth.login", actor=admin)
@@ -59,6 +69,7 @@ def test_it_queues_the_sensitive_events_and_nothing_else(admin: Any) -> None:
         export.pk: ReviewRule.AUDIT_EXPORT,
         roles.pk: ReviewRule.ROLE_CHANGE,
         form_roles.pk: ReviewRule.ROLE_CHANGE,
+        auto_prune.pk: ReviewRule.AUTO_PRUNE,
     }
 
 

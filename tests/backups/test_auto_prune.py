@@ -15,7 +15,8 @@ from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
 from apps.accounts.roles import OPERATOR
-from apps.audit.models import AuditEvent
+from apps.audit.choices import ReviewRule
+from apps.audit.models import AuditEvent, ReviewItem
 from apps.backups import tasks
 from apps.backups.choices import BackupState
 from apps.backups.models import Backup, DatabaseTarget
@@ -86,6 +87,7 @@ def test_turning_it_on_needs_a_reason_and_records_who_consented(
     event = AuditEvent.objects.get(action="databasetarget.changed", actor=admin)
     assert event.reason == "The disk fills up."
     assert event.data["changes"] == {"auto_prune": ["False", "True"]}
+    assert ReviewItem.objects.get(event=event).rule == ReviewRule.AUTO_PRUNE  # for managers
     page = client_for(admin).get(f"/backups/targets/{target.pk}/").content.decode()
     assert "Pruned automatically every hour, as alice-admin consented" in page
     assert "“The disk fills up.”" in page
