@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -80,16 +78,3 @@ def test_secrets_are_encrypted_at_rest_and_round_trip() -> None:
     assert decrypt(token) == "kubeconfig: secret"
     with pytest.raises(UnreadableSecret):
         decrypt("not-a-token")
-
-
-def test_every_periodic_task_has_its_own_advisory_lock() -> None:
-    """Two tasks on one lock skip each other's turns: the hourly test restores were once
-    skipped whenever the minute tick of maintenance windows held the same number."""
-    holders: dict[int, set[str]] = {}
-    for tasks in sorted(Path(settings.BASE_DIR, "apps").glob("*/tasks.py")):
-        module = importlib.import_module(f"apps.{tasks.parent.name}.tasks")
-        for name, value in vars(module).items():
-            if name.endswith("_LOCK") and isinstance(value, int):
-                holders.setdefault(value, set()).add(name)
-    assert len(holders) >= 7
-    assert {hex(key): names for key, names in holders.items() if len(names) > 1} == {}

@@ -8,16 +8,13 @@ from typing import Any
 from celery import shared_task
 
 from apps.backups import freshness, pruning, schedules
-from apps.services.tasks import exclusively
-
-START_TEST_RESTORES_LOCK = 0x4F50_5350_0301  # "OPSP" backups 1
-START_PRUNES_LOCK = 0x4F50_5350_0302  # "OPSP" backups 2
+from apps.common.locks import Lock, exclusively
 
 
 @shared_task(name="apps.backups.tasks.start_due_test_restores", ignore_result=True)
 def start_due_test_restores() -> dict[str, Any]:
     """Start the test restores that are due, unless another run of this task is at it."""
-    with exclusively(START_TEST_RESTORES_LOCK) as acquired:
+    with exclusively(Lock.START_TEST_RESTORES) as acquired:
         if not acquired:
             return {"skipped": True}
         return {"started": [operation.pk for operation in schedules.start_due_test_restores()]}
@@ -26,7 +23,7 @@ def start_due_test_restores() -> dict[str, Any]:
 @shared_task(name="apps.backups.tasks.start_due_prunes", ignore_result=True)
 def start_due_prunes() -> dict[str, Any]:
     """Prune the targets pruned automatically, unless another run of this task is at it."""
-    with exclusively(START_PRUNES_LOCK) as acquired:
+    with exclusively(Lock.START_PRUNES) as acquired:
         if not acquired:
             return {"skipped": True}
         return {"started": [operation.pk for operation in pruning.start_due_prunes()]}

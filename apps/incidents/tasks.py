@@ -9,17 +9,14 @@ from typing import Any
 from celery import Task, shared_task
 from django.utils import timezone
 
+from apps.common.locks import Lock, exclusively
 from apps.incidents import escalation, notifications
-from apps.services.tasks import exclusively
 
 logger = logging.getLogger(__name__)
 
 # Retries of a message that could not go out: 30 s, 1 min, 2 min, 4 min, 8 min.
 NOTIFICATION_RETRIES = 5
 NOTIFICATION_BACKOFF_SECONDS = 30
-
-# A PostgreSQL advisory lock key (see apps.services.tasks): "OPSP", incidents' range, 1.
-WATCH_INCIDENTS_LOCK = 0x4F50_5350_0101
 
 
 # max_retries matches: Celery's default (3) would stop retrying before the last try that
@@ -41,7 +38,7 @@ def watch_incidents() -> dict[str, Any]:
     """Escalate the incidents whose acknowledgement deadline passed and remind the
     commanders whose update is overdue (every 30 s from the beat schedule), unless the
     previous run still works."""
-    with exclusively(WATCH_INCIDENTS_LOCK) as acquired:
+    with exclusively(Lock.WATCH_INCIDENTS) as acquired:
         if not acquired:
             logger.info("watch_incidents skipped: the previous run is still working")
             return {"skipped": True}

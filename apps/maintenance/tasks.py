@@ -8,20 +8,17 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
+from apps.common.locks import Lock, exclusively
 from apps.maintenance import beat
-from apps.services.tasks import exclusively
 
 logger = logging.getLogger(__name__)
-
-# A PostgreSQL advisory lock key (see apps.services.tasks): "OPSP", maintenance's range, 1.
-TICK_MAINTENANCE_LOCK = 0x4F50_5350_0201
 
 
 @shared_task(name="apps.maintenance.tasks.tick_maintenance", ignore_result=True)
 def tick_maintenance() -> dict[str, Any]:
     """Start, end and announce on time (every minute from the beat schedule), unless the
     previous tick still works: then this one skips its turn."""
-    with exclusively(TICK_MAINTENANCE_LOCK) as acquired:
+    with exclusively(Lock.TICK_MAINTENANCE) as acquired:
         if not acquired:
             logger.info("tick_maintenance skipped: the previous tick is still working")
             return {"skipped": True}

@@ -8,20 +8,17 @@ from typing import Any
 
 from celery import shared_task
 
+from apps.common.locks import Lock, exclusively
 from apps.metrics import evaluator
-from apps.services.tasks import exclusively
 
 logger = logging.getLogger(__name__)
-
-# A PostgreSQL advisory lock key (see apps.services.tasks): "OPSP", metrics' range, 1.
-EVALUATE_METRICS_LOCK = 0x4F50_5350_0401
 
 
 @shared_task(name="apps.metrics.tasks.evaluate_metrics", ignore_result=True)
 def evaluate_metrics() -> dict[str, Any]:
     """Evaluate every metric definition (every minute from the beat schedule), unless the
     previous run still works."""
-    with exclusively(EVALUATE_METRICS_LOCK) as acquired:
+    with exclusively(Lock.EVALUATE_METRICS) as acquired:
         if not acquired:
             logger.info("evaluate_metrics skipped: the previous run is still working")
             return {"skipped": True}

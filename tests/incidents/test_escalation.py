@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 
 from apps.audit.models import AuditEvent
+from apps.common.locks import Lock, exclusively
 from apps.incidents.actions import (
     do_acknowledge_incident,
     do_post_update,
@@ -24,8 +25,7 @@ from apps.incidents.actions import (
 from apps.incidents.choices import EntryKind, Visibility
 from apps.incidents.escalation import escalate_overdue, next_level, remind_overdue_updates
 from apps.incidents.models import EscalationLevel, Incident, Notification, TimelineEntry
-from apps.incidents.tasks import WATCH_INCIDENTS_LOCK, watch_incidents
-from apps.services.tasks import exclusively
+from apps.incidents.tasks import watch_incidents
 from tests.factories import ensure_incident_defaults, make_incident, make_user
 
 # A Tuesday at 3 a.m.: no weekend in sight for the business-day rule.
@@ -357,7 +357,7 @@ def test_a_beat_that_fires_while_the_previous_run_works_skips_its_turn() -> None
 
     def previous_run() -> None:
         try:
-            with exclusively(WATCH_INCIDENTS_LOCK) as acquired:
+            with exclusively(Lock.WATCH_INCIDENTS) as acquired:
                 assert acquired
                 holding.set()
                 release.wait(timeout=30)

@@ -17,7 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import time_machine
 from cryptography import x509
@@ -28,6 +27,7 @@ from django.db import connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 
+from apps.common.locks import Lock
 from apps.services import probes, tasks
 from apps.services.choices import ClusterAccess, Health
 from apps.services.models import (
@@ -38,6 +38,7 @@ from apps.services.models import (
     HealthRollup,
     Service,
 )
+from tests.support.database import another_connection
 from tests.support.loopback import Served
 
 SLOW_SECONDS = 2.5  # longer than the 1 s timeout the tests set
@@ -655,18 +656,10 @@ def test_it_runs_a_cycle_from_the_task(make_target: MakeTarget, web: str) -> Non
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks are PostgreSQL's")
 def test_it_skips_a_cycle_while_the_previous_one_runs(make_target: MakeTarget, web: str) -> None:
     make_target(f"{web}/live")
-    db = connection.settings_dict
-    with psycopg.connect(
-        dbname=db["NAME"],
-        user=db["USER"],
-        password=db["PASSWORD"],
-        host=db["HOST"],
-        port=db["PORT"],
-        autocommit=True,
-    ) as other_worker:
-        other_worker.execute("SELECT pg_advisory_lock(%s)", [tasks.PROBE_HEALTH_LOCK])
+    with another_connection(autocommit=True) as other_worker:
+        other_worker.execute("SELECT pg_advisory_lock(%s)", [int(Lock.PROBE_HEALTH)])
         assert tasks.probe_health() == {"skipped": True}
-        other_worker.execute("SELECT pg_advisory_unlock(%s)", [tasks.PROBE_HEALTH_LOCK])
+        other_worker.execute("SELECT pg_advisory_unlock(%s)", [int(Lock.PROBE_HEALTH)])
 
     assert HealthCheck.objects.count() == 0
     assert tasks.probe_health()["targets"] == 1
