@@ -442,6 +442,7 @@ def do_end_occurrence(actor: User | None, occurrence: Occurrence) -> Occurrence:
         raise _refuse(actor, window, "Your role cannot end maintenance windows.")
     now = timezone.now()
     with transaction.atomic():
+        alert_suppression.lock_overlapping(occurrence)
         occurrence = _locked(occurrence)
         window = occurrence.window
         if occurrence.state != OccurrenceState.IN_PROGRESS:

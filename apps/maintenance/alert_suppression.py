@@ -31,7 +31,8 @@ def window_in_progress(
     An alert with no target is covered only by a window naming no environment.
 
     Inside a transaction the covering occurrences are locked (in id order, FOR NO KEY
-    UPDATE): an end waits for the alert being recorded, so it sees it and lets it go."""
+    UPDATE): an end waits for the alert being recorded, so it sees it and lets it go.
+    Occurrences before alerts, in id order: every path that locks both keeps that order."""
     if service is None:
         return None
     named = WindowEnvironment.objects.filter(window_id=OuterRef("window_id"))
@@ -50,6 +51,23 @@ def window_in_progress(
         return None
     window = running[0].window
     return f"Maintenance #{window.pk} \u201c{window.title}\u201d in progress"
+
+
+def lock_overlapping(occurrence: Occurrence) -> None:
+    """Lock, in id order, ``occurrence`` and every running occurrence of a window that shares
+    a service with its window: all the occurrences its end asks about (``release_alerts``
+    asks whether anything still covers each alert it held). They are taken before any alert
+    and in the order an alert being recorded takes them (``window_in_progress``). Taken after
+    the alerts, an end and a recording in an overlapping window each held what the other
+    waited for, and PostgreSQL aborted one of them."""
+    shared = Window.services.through.objects.filter(window_id=occurrence.window_id)
+    overlapping = Occurrence.objects.active().filter(window__services__in=shared.values("service"))
+    list(
+        Occurrence.objects.filter(Q(pk=occurrence.pk) | Q(pk__in=overlapping.values("pk")))
+        .order_by("pk")
+        .select_for_update(of=("self",))
+        .values_list("pk", flat=True)
+    )
 
 
 def release_alerts(occurrence: Occurrence) -> list[int]:

@@ -6,6 +6,7 @@ opens its incident, and one that resolved meanwhile opens nothing."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.db import connection
 
 from apps.audit.models import AuditEvent
 from apps.incidents.models import EscalationLevel, EscalationPolicy, Incident, Notification
@@ -26,6 +28,8 @@ from tests.conftest import client_for
 from tests.factories import make_user
 from tests.maintenance.helpers import schedule
 from tests.metrics.test_alerts import World, make_world, switch_on
+from tests.support.database import another_connection
+from tests.support.waiting import wait_for
 
 SCHEDULED_AT = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 START = datetime(2026, 6, 14, 2, 0, tzinfo=UTC)
@@ -194,6 +198,53 @@ def test_ending_the_window_early_lets_the_alert_go_at_once(
     assert not alert.suppressed and alert.incident is not None
     after = fire(world, START + 11 * MINUTE, fingerprint="metric:2:1", name="p95 latency")
     assert not after.suppressed and after.incident == alert.incident
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+def test_an_end_and_an_alert_recorded_in_an_overlapping_window_do_not_deadlock(
+    transactional_db: None, world: World, owner: Any
+) -> None:
+    """Windows B and A cover the same service; A ends while an alert of that service is being
+    recorded. The recording locks the covering occurrences in id order (B, then A) before the
+    alert; the end locks the same ones, in the same order, before the alerts it lets go.
+    When the end locked A, then the alerts, then B, each held what the other waited for and
+    PostgreSQL aborted one of them."""
+    first, second = plan(owner, [world.service], title="B"), plan(owner, [world.service])
+    assert tick(START).started == 2
+    alert = fire(world, START + MINUTE)
+    b, a = occurrence_of(first), occurrence_of(second)
+    assert b.pk < a.pk and alert.suppressed
+    ended: list[Exception | None] = []
+
+    def end_a() -> None:
+        try:
+            with time_machine.travel(START + 10 * MINUTE, tick=False):
+                actions.do_end_occurrence(owner, a)
+            ended.append(None)
+        except Exception as exc:  # the test reports it
+            ended.append(exc)
+        finally:
+            connection.close()
+
+    with another_connection() as recorder, another_connection(autocommit=True) as monitor:
+        # The recording has taken B (window_in_progress, FOR NO KEY UPDATE) and asks for A next.
+        lock = "SELECT id FROM maintenance_occurrence WHERE id = %s FOR NO KEY UPDATE"
+        recorder.execute(lock, [b.pk])
+        thread = threading.Thread(target=end_a)
+        thread.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        wait_for(lambda: monitor.execute(waiting).fetchone() == (1,), what="the end to wait")
+        recorder.execute(lock, [a.pk])  # would wait for the end, which waits for B
+        recorder.commit()
+        thread.join(timeout=30)
+
+    assert ended == [None]
+    assert occurrence_of(second).state == OccurrenceState.COMPLETED
+    alert.refresh_from_db()
+    assert alert.suppressed and alert.incident is None  # B still covers it
 
 
 def test_a_window_on_staging_leaves_production_alerts_alone(world: World, owner: Any) -> None:
