@@ -44,6 +44,7 @@ from apps.audit.filters import KIND_IDS_INLINE
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.common.paging import PAGE_SIZE
 from apps.operations.models import Operation
+from bench import procfs
 from bench.fixtures import signed_in_client
 from bench.report import heading, ms, percentile, table, verdict
 
@@ -425,10 +426,8 @@ def _maxrss_mib() -> float:
     """This process's peak resident memory. VmHWM on Linux: ru_maxrss would carry over the
     peak of the process that started this one (Linux keeps it across exec)."""
     status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    if status.exists() and (peak_mib := procfs.peak_mib(status.read_text())) is not None:
+        return peak_mib
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

@@ -49,6 +49,7 @@ from apps.backups.models import Backup, BackupStorage, DatabaseTarget, RestoreRu
 from apps.backups.storage import s3_client
 from apps.operations import actions
 from apps.operations.models import Operation
+from bench import procfs
 from bench.report import heading, table, verdict
 from tests.support.waiting import wait_for
 from tests.support.worker import Worker
@@ -81,16 +82,6 @@ class Figures:
     portal_s3_cpu: float | None
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _machine_cpu() -> float:
-    """CPU seconds the whole machine has been busy since boot (all but idle and iowait)."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle, iowait = fields[3], fields[4]
-    return (sum(fields[:8]) - idle - iowait) / TICKS
-
-
 def _s3_endpoint_pid() -> int | None:
     """The moto server answering S3_ENDPOINT_URL on this machine, if that is what it is."""
     port = re.search(r":(\d+)/?$", os.environ.get("S3_ENDPOINT_URL", ""))
@@ -106,18 +97,6 @@ def _s3_endpoint_pid() -> int | None:
     return None
 
 
-def _process_cpu(pid: int | None) -> float | None:
-    """CPU seconds (user and system) process ``pid`` has used, None without one."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 @dataclass
 class Cpu:
     """CPU seconds spent while it was open: by the whole machine and by one process."""
@@ -127,12 +106,12 @@ class Cpu:
     process: float | None = None
 
     def __enter__(self) -> Cpu:
-        self._machine, self._process = _machine_cpu(), _process_cpu(self.pid)
+        self._machine, self._process = procfs.machine_cpu(), procfs.process_cpu(self.pid)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.machine = _machine_cpu() - self._machine
-        after = _process_cpu(self.pid)
+        self.machine = procfs.machine_cpu() - self._machine
+        after = procfs.process_cpu(self.pid)
         if after is not None and self._process is not None:
             self.process = after - self._process
 
@@ -340,7 +319,7 @@ def _s3_alone(storage: BackupStorage, key: str, size: int) -> tuple[float, float
 def _session_peak_mib(worker: Worker) -> float:
     """The largest peak RSS (VmHWM) among the worker's processes (its session)."""
     assert worker.process is not None
-    peak = 0
+    peak = 0.0
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             text = status.read_text()
@@ -348,10 +327,8 @@ def _session_peak_mib(worker: Worker) -> float:
                 continue
         except (OSError, ProcessLookupError):
             continue
-        for line in text.splitlines():
-            if line.startswith("VmHWM:"):
-                peak = max(peak, int(line.split()[1]))
-    return peak / 1024
+        peak = max(peak, procfs.peak_mib(text) or 0.0)
+    return peak
 
 
 def _backup_on_fresh_worker(

@@ -511,7 +511,8 @@ def _restore_line(backup: Backup, options: list[str], database: str) -> list[str
     if through_pipe(backup):
         restore = shlex.join(["pg_restore", *options, "--single-transaction"])
         return [f"zstd -dc backup.dump.zst | {restore} -d {database}"]
-    lines = ["zstd -d backup.dump.zst -o backup.dump"] if backup.compression == "zstd" else []
+    compressed = backup.compression == Compression.ZSTD
+    lines = ["zstd -d backup.dump.zst -o backup.dump"] if compressed else []
     jobs = f"--jobs={restore_jobs(len(backup.row_counts))}"
     restore = shlex.join(["pg_restore", *options, jobs])
     return [*lines, f"{restore} -d {database} backup.dump"]

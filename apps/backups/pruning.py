@@ -20,8 +20,6 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import CharField, Exists, OuterRef
-from django.db.models.functions import Cast
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
@@ -29,7 +27,7 @@ from apps.backups import retention, schedules
 from apps.backups.actions import do_stop_auto_prune
 from apps.backups.choices import BackupState, StorageKind
 from apps.backups.dumps import human_bytes
-from apps.backups.models import TARGET_TYPE, Backup, DatabaseTarget
+from apps.backups.models import Backup, DatabaseTarget
 from apps.backups.storage import StorageError, backend_for
 from apps.operations.models import Operation
 from apps.operations.progress import OperationFailed, Reporter
@@ -140,14 +138,9 @@ def prune(operation: Operation, reporter: Reporter) -> None:
 def start_due_prunes() -> list[Operation]:
     """Start a prune of every target pruned automatically that has backups past its policy
     and no prune under way, requested by the admin who consented, with their reason."""
-    busy = Operation.objects.active().filter(
-        kind=PRUNE_KIND,
-        target_type=TARGET_TYPE,
-        target_id=Cast(OuterRef("pk"), output_field=CharField()),
-    )
     targets = (
         DatabaseTarget.objects.filter(auto_prune=True)
-        .annotate(busy=Exists(busy))
+        .annotate(busy=schedules.under_way(PRUNE_KIND))
         .filter(busy=False)
         .select_related("auto_prune_by")
         .order_by("pk")

@@ -68,6 +68,18 @@ def start(
         return None
 
 
+def under_way(kind: str) -> Exists:
+    """For an annotation of targets: whether an operation of ``kind`` is queued, awaiting
+    approval or running on the target."""
+    return Exists(
+        Operation.objects.active().filter(
+            kind=kind,
+            target_type=TARGET_TYPE,
+            target_id=Cast(OuterRef("pk"), output_field=CharField()),
+        )
+    )
+
+
 def targets_due(now: datetime) -> list[DatabaseTarget]:
     """Targets with a good backup whose last test restore started more than the interval
     (less the lead) ago, or never, and that have none queued or running now."""
@@ -77,16 +89,11 @@ def targets_due(now: datetime) -> list[DatabaseTarget]:
         .order_by("-started_at")
         .values("started_at")[:1]
     )
-    busy = Operation.objects.active().filter(
-        kind=TEST_RESTORE_KIND,
-        target_type=TARGET_TYPE,
-        target_id=Cast(OuterRef("pk"), output_field=CharField()),
-    )
     return list(
         DatabaseTarget.objects.annotate(
             last_test=Subquery(last_test),
             has_good=Exists(Backup.objects.good().filter(target=OuterRef("pk"))),
-            busy=Exists(busy),
+            busy=under_way(TEST_RESTORE_KIND),
         )
         .filter(has_good=True, busy=False)
         .filter(Q(last_test__isnull=True) | Q(last_test__lt=now - every + LEAD))

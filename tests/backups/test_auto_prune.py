@@ -4,7 +4,6 @@ ends, recorded, when that admin may no longer prune. Real deletions on a real wo
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from celery.schedules import crontab
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
-from django.utils import timezone
 
 from apps.accounts.roles import OPERATOR
 from apps.audit.choices import ReviewRule
@@ -25,6 +23,7 @@ from apps.operations.choices import State
 from apps.operations.models import Operation
 from tests.backups.conftest import Server, make_local_storage, make_target
 from tests.backups.test_backup_schedules import edit
+from tests.backups.test_prune_operation import stored_backup
 from tests.conftest import client_for
 from tests.support.waiting import wait_for
 
@@ -44,21 +43,7 @@ def target(db: None, pg_server: Server, backup_dir: Path) -> DatabaseTarget:
 
 def stored(target: DatabaseTarget, days_ago: int) -> Backup:
     """A good backup of ``days_ago`` days ago, with its file in the directory storage."""
-    when = timezone.now() - timedelta(days=days_ago)
-    key = f"orders-db/{when:%Y/%m}/orders-db_{when:%Y%m%d_%H%M%S}.dump"
-    path = Path(target.storage.directory) / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"dump bytes")
-    return Backup.objects.create(
-        target=target,
-        storage=target.storage,
-        key=key,
-        state=BackupState.SUCCEEDED,
-        started_at=when - timedelta(minutes=1),
-        finished_at=when,
-        size_bytes=10,
-        sha256="a" * 64,
-    )
+    return stored_backup(target, target.storage, days_ago, s3=None)
 
 
 def consent(admin: Any, target: DatabaseTarget) -> DatabaseTarget:
